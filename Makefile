@@ -1,0 +1,46 @@
+# The go tool is the build system; these targets are short names for it.
+GO        ?= go
+FUZZTIME  ?= 30s
+BIN       := bin
+BINARIES  := emulator simdevice invoker
+
+.PHONY: all build test short lint fuzz demo bench conformance e2e clean
+
+all: lint test
+
+## build: the three binaries into bin/
+build:
+	$(GO) build -o $(BIN)/ ./emulator ./simdevice ./invoker
+
+## test: every test, with the race detector (the README's test command runs this)
+test:
+	$(GO) test -race -count=1 ./...
+
+## short: the fast tests only
+short:
+	$(GO) test -race -short ./...
+
+## lint: gofmt, go vet and the one-home-per-dependency rule
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@bash .ci/deps
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## e2e: the tests that run the built binaries as processes
+e2e:
+	$(GO) test -race -count=1 -run E2E ./...
+
+clean:
+	rm -rf $(BIN)
+
+## check: what CI runs (the README's test command)
+check: lint test

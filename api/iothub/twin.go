@@ -1,0 +1,233 @@
+package iothub
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Twin is a device or module twin as the service API renders it
+// (service-api §4.1). Note statusUpdateTime, not statusUpdatedTime.
+type Twin struct {
+	DeviceID                  string          `json:"deviceId"`
+	ModuleID                  string          `json:"moduleId,omitempty"`
+	ETag                      string          `json:"etag"`
+	DeviceETag                string          `json:"deviceEtag"`
+	Status                    DeviceStatus    `json:"status"`
+	StatusReason              *string         `json:"statusReason"`
+	StatusUpdateTime          Time            `json:"statusUpdateTime"`
+	ConnectionState           ConnectionState `json:"connectionState"`
+	LastActivityTime          Time            `json:"lastActivityTime"`
+	CloudToDeviceMessageCount int             `json:"cloudToDeviceMessageCount"`
+	AuthenticationType        AuthType        `json:"authenticationType"`
+	X509Thumbprint            X509Thumbprint  `json:"x509Thumbprint"`
+	ModelID                   string          `json:"modelId"`
+	Version                   int64           `json:"version"`
+	Capabilities              *Capabilities   `json:"capabilities,omitempty"`
+	Tags                      map[string]any  `json:"tags"`
+	Properties                TwinProperties  `json:"properties"`
+}
+
+// TwinProperties holds a twin's desired and reported sections. Over MQTT the
+// device receives exactly this object, without $metadata, as the body of a
+// twin GET response (device-protocol §11.1).
+type TwinProperties struct {
+	Desired  TwinCollection `json:"desired"`
+	Reported TwinCollection `json:"reported"`
+}
+
+// TwinCollection is one section of a twin (desired or reported): the user's
+// properties plus the read-only $version and $metadata members, which share
+// the same JSON object on the wire (service-api §4.1).
+type TwinCollection struct {
+	// Props are the user properties. Numbers are json.Number.
+	Props map[string]any
+	// Version is $version; zero omits it (as in a patch request).
+	Version int64
+	// Metadata is $metadata; nil omits it (as on the device side).
+	Metadata *Metadata
+}
+
+// Metadata is one node of a section's $metadata tree (service-api §4.1,
+// device-protocol §11.5): when the node was last written and, for desired
+// properties, at which desired $version.
+type Metadata struct {
+	LastUpdated        Time
+	LastUpdatedVersion int64 // zero omits it (reported metadata has none)
+	Children           map[string]*Metadata
+}
+
+// Reserved member names inside a twin section.
+const (
+	VersionKey  = "$version"
+	MetadataKey = "$metadata"
+)
+
+// MarshalJSON writes the properties in key order, then $metadata, then
+// $version, the order the hub uses.
+func (c TwinCollection) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	n := 0
+	sep := func() {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+	}
+	for _, k := range sortedKeys(c.Props) {
+		sep()
+		if err := writeMember(&b, k, c.Props[k]); err != nil {
+			return nil, err
+		}
+	}
+	if c.Metadata != nil {
+		sep()
+		if err := writeMember(&b, MetadataKey, c.Metadata); err != nil {
+			return nil, err
+		}
+	}
+	if c.Version != 0 {
+		sep()
+		fmt.Fprintf(&b, `"%s":%d`, VersionKey, c.Version)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON splits $version and $metadata from the user properties.
+func (c *TwinCollection) UnmarshalJSON(data []byte) error {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		*c = TwinCollection{}
+		return nil
+	}
+	raw := map[string]json.RawMessage{}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("twin collection: %w", err)
+	}
+	out := TwinCollection{Props: map[string]any{}}
+	for k, v := range raw {
+		switch k {
+		case VersionKey:
+			if err := json.Unmarshal(v, &out.Version); err != nil {
+				return fmt.Errorf("twin collection %s: %w", VersionKey, err)
+			}
+		case MetadataKey:
+			out.Metadata = new(Metadata)
+			if err := json.Unmarshal(v, out.Metadata); err != nil {
+				return fmt.Errorf("twin collection %s: %w", MetadataKey, err)
+			}
+		default:
+			val, err := DecodeValue(v)
+			if err != nil {
+				return fmt.Errorf("twin property %q: %w", k, err)
+			}
+			out.Props[k] = val
+		}
+	}
+	*c = out
+	return nil
+}
+
+// MarshalJSON writes $lastUpdated, $lastUpdatedVersion, then the children.
+func (m *Metadata) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"$lastUpdated":"%s"`, m.LastUpdated)
+	if m.LastUpdatedVersion != 0 {
+		fmt.Fprintf(&b, `,"$lastUpdatedVersion":%d`, m.LastUpdatedVersion)
+	}
+	keys := make([]string, 0, len(m.Children))
+	for k := range m.Children {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteByte(',')
+		if err := writeMember(&b, k, m.Children[k]); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON reads a metadata node and its children.
+func (m *Metadata) UnmarshalJSON(data []byte) error {
+	raw := map[string]json.RawMessage{}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	*m = Metadata{}
+	for k, v := range raw {
+		var err error
+		switch k {
+		case "$lastUpdated":
+			err = json.Unmarshal(v, &m.LastUpdated)
+		case "$lastUpdatedVersion":
+			err = json.Unmarshal(v, &m.LastUpdatedVersion)
+		case "$lastUpdatedBy", "$lastUpdatedByDigest":
+		default:
+			child := new(Metadata)
+			err = json.Unmarshal(v, child)
+			if m.Children == nil {
+				m.Children = map[string]*Metadata{}
+			}
+			m.Children[k] = child
+		}
+		if err != nil {
+			return fmt.Errorf("metadata %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// DecodeValue decodes one JSON value keeping numbers as json.Number, the
+// form twin properties are held in.
+func DecodeValue(data []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	if d.More() {
+		return nil, fmt.Errorf("unexpected data after the JSON value")
+	}
+	return v, nil
+}
+
+// DecodeObject decodes a JSON object with numbers as json.Number. It is the
+// parser for twin patches: anything but an object is an error.
+func DecodeObject(data []byte) (map[string]any, error) {
+	v, err := DecodeValue(data)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the body is not a JSON object")
+	}
+	return m, nil
+}
+
+func writeMember(b *bytes.Buffer, k string, v any) error {
+	kb, _ := json.Marshal(k)
+	b.Write(kb)
+	b.WriteByte(':')
+	vb, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b.Write(vb)
+	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,3 @@
+module github.com/iothub-emulator/iothub-emulator
+
+go 1.26
