@@ -1,3 +1,8 @@
 module github.com/iothub-emulator/iothub-emulator
 
 go 1.26
+
+require (
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+)

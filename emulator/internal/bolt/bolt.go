@@ -1,0 +1,130 @@
+// Package bolt stores the hub's device records in a bbolt file. It is the
+// only package that imports go.etcd.io/bbolt.
+//
+// Layout: bucket "devices" maps a device id to its record as JSON (the
+// identity, the twin and the persistent session, written together so they
+// never diverge); bucket "meta" holds "schema" = "1".
+//
+// Put uses bbolt's batching: concurrent Puts share one transaction and one
+// fsync, and each returns only after that commit, so an acknowledged write
+// survives a crash.
+//
+// Caveats: a bbolt file can be opened by one process at a time; Open waits
+// up to a second for the lock and then fails.
+package bolt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+var (
+	bucketDevices = []byte("devices")
+	bucketMeta    = []byte("meta")
+	keySchema     = []byte("schema")
+)
+
+const schemaVersion = "1"
+
+// Store is a hub.Store in a bbolt file.
+type Store struct {
+	db *bbolt.DB
+}
+
+// Options tunes a Store. The zero value is the default.
+type Options struct {
+	// NoSync skips fsync on commit: faster, and not durable across a power
+	// loss. For tests and benchmarks of everything but durability.
+	NoSync bool
+	// MaxBatchDelay is how long a Put waits for others to share its commit.
+	// Zero means bbolt's default (10 ms).
+	MaxBatchDelay time.Duration
+}
+
+// Open opens or creates the store at path.
+func Open(path string, opts Options) (*Store, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: opts.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if opts.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketDevices); err != nil {
+			return err
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			return meta.Put(keySchema, []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("schema version %q, want %q", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Load calls fn for each stored record, in device-id order.
+func (s *Store) Load(fn func(hub.Record) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+			var rec hub.Record
+			d := json.NewDecoder(bytes.NewReader(v))
+			d.UseNumber() // twin values keep their exact numbers
+			if err := d.Decode(&rec); err != nil {
+				return fmt.Errorf("device %q: %w", k, err)
+			}
+			return fn(rec)
+		})
+	})
+}
+
+// Put stores rec durably, sharing the commit with concurrent Puts.
+func (s *Store) Put(rec *hub.Record) error {
+	if rec.Device.DeviceID == "" {
+		return errors.New("bolt: record without a device id")
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode device %q: %w", rec.Device.DeviceID, err)
+	}
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDevices).Put([]byte(rec.Device.DeviceID), v)
+	})
+}
+
+// Delete removes a device's record.
+func (s *Store) Delete(deviceID string) error {
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDevices).Delete([]byte(deviceID))
+	})
+}
+
+// Len returns the number of stored records.
+func (s *Store) Len() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bucketDevices).Stats().KeyN
+		return nil
+	})
+	return n, err
+}

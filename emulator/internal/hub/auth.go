@@ -1,0 +1,182 @@
+package hub
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/sas"
+)
+
+// Rights are the permissions of a shared access policy (service-api §1.3).
+type Rights uint8
+
+// Permissions.
+const (
+	RegistryRead Rights = 1 << iota
+	RegistryWrite
+	ServiceConnect
+	DeviceConnect
+)
+
+// Policy is a shared access policy.
+type Policy struct {
+	Name         string
+	PrimaryKey   string
+	SecondaryKey string
+	Rights       Rights
+}
+
+// DevKey and DevKey2 seed the well-known development keys. They are public:
+// like Azurite's account key, they let a CI job hard-code a connection
+// string. Never use them outside development.
+const (
+	DevKey  = "iothub-emulator-development-key-1"
+	DevKey2 = "iothub-emulator-development-key-2"
+)
+
+// PolicyKey derives a policy's well-known key from a seed: base64 of
+// SHA-256(seed + ":" + name), so each default policy has its own key.
+func PolicyKey(seed, name string) string {
+	sum := sha256.Sum256([]byte(seed + ":" + name))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// DefaultPolicies returns the hub's default policies (service-api §1.3)
+// with keys derived from the two seeds.
+func DefaultPolicies(primarySeed, secondarySeed string) []Policy {
+	p := []Policy{
+		{Name: "iothubowner", Rights: RegistryRead | RegistryWrite | ServiceConnect | DeviceConnect},
+		{Name: "service", Rights: ServiceConnect},
+		{Name: "device", Rights: DeviceConnect},
+		{Name: "registryRead", Rights: RegistryRead},
+		{Name: "registryReadWrite", Rights: RegistryRead | RegistryWrite},
+	}
+	for i := range p {
+		p[i].PrimaryKey = PolicyKey(primarySeed, p[i].Name)
+		p[i].SecondaryKey = PolicyKey(secondarySeed, p[i].Name)
+	}
+	return p
+}
+
+// Policy returns the policy called name.
+func (h *Hub) Policy(name string) (Policy, bool) {
+	for _, p := range h.opts.Policies {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Policy{}, false
+}
+
+// knownHost reports whether host (a port is ignored) is one of the hub's
+// names, case-insensitively (device-protocol §1.2).
+func (h *Hub) knownHost(host string) bool {
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	for _, n := range h.opts.HostNames {
+		if strings.EqualFold(n, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthenticateDevice checks a device's CONNECT credentials: host is the
+// host in its username and token its password, a SAS token signed with the
+// device's primary or secondary key, or with a policy that has
+// DeviceConnect, whose scope covers the device (device-protocol §3.3,
+// §4.2). It returns when the token expires. Every failure is an
+// IoTHubUnauthorized *Error whose message says why, for the log.
+func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.Time, error) {
+	fail := func(format string, args ...any) (time.Time, error) {
+		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, format, args...)
+	}
+	if moduleID != "" {
+		return fail("module identities are not supported by this emulator")
+	}
+	if !h.knownHost(host) {
+		return fail("host %q is not this hub (%s)", host, strings.Join(h.opts.HostNames, ", "))
+	}
+	e, err := h.entry(deviceID)
+	if err != nil {
+		return fail("device %q is not registered", deviceID)
+	}
+	if err := h.deviceEnabled(e); err != nil {
+		return time.Time{}, err
+	}
+	tok, err := sas.Parse(token)
+	if err != nil {
+		return fail("%v", err)
+	}
+	keys, err := h.deviceKeys(e, tok.KeyName)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := h.verify(tok, sas.DeviceResource(host, deviceID, moduleID), keys); err != nil {
+		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, "%v", err)
+	}
+	exp, _ := tok.ExpiresAt()
+	return exp, nil
+}
+
+func (h *Hub) deviceKeys(e *entry, keyName string) ([]string, error) {
+	if keyName == "" {
+		k := e.rec.Load().Device.Authentication.SymmetricKey
+		return []string{k.PrimaryKey, k.SecondaryKey}, nil
+	}
+	p, ok := h.Policy(keyName)
+	if !ok || p.Rights&DeviceConnect == 0 {
+		return nil, iothub.Errorf(iothub.IotHubUnauthorized, "policy %q does not exist or lacks DeviceConnect", keyName)
+	}
+	return []string{p.PrimaryKey, p.SecondaryKey}, nil
+}
+
+// verify checks signature, expiry and scope.
+func (h *Hub) verify(tok sas.Token, resource string, keys []string) error {
+	if err := tok.Verify(h.now(), h.opts.TokenSkew, keys...); err != nil {
+		return err
+	}
+	aud, _ := tok.Audience()
+	if !sas.Covers(aud, resource) {
+		return errors.New("the token's scope " + aud + " does not cover " + resource)
+	}
+	return nil
+}
+
+// AuthorizeService checks the Authorization header of a service request:
+// a SAS token of a policy with every right in need, scoped to the hub
+// (service-api §1.2). Failures are IotHubUnauthorizedAccess.
+func (h *Hub) AuthorizeService(header string, need Rights) error {
+	fail := func(reason string) error {
+		h.log.Info("service request unauthorized", "reason", reason)
+		return iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized")
+	}
+	if header == "" {
+		return fail("no Authorization header")
+	}
+	tok, err := sas.Parse(header)
+	if err != nil {
+		return fail(err.Error())
+	}
+	p, ok := h.Policy(tok.KeyName)
+	if !ok {
+		return fail("unknown policy " + tok.KeyName)
+	}
+	aud, _ := tok.Audience()
+	if !h.knownHost(strings.TrimSuffix(aud, "/")) {
+		return fail("token scope " + aud + " is not this hub")
+	}
+	if err := tok.Verify(h.now(), h.opts.TokenSkew, p.PrimaryKey, p.SecondaryKey); err != nil {
+		return fail(err.Error())
+	}
+	if p.Rights&need != need {
+		return fail("policy " + p.Name + " lacks a required permission")
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package hub
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+)
+
+// Link is one device connection as the hub sees it; the broker implements
+// it. Everything the hub sends a device goes through its own Link, never
+// through a broadcast.
+type Link interface {
+	// NextRequestID returns a new request id for a method call on this
+	// connection.
+	NextRequestID() string
+	// SendMethod delivers a method request.
+	SendMethod(name, rid string, payload []byte) error
+	// SendDesired delivers a desired-properties notification.
+	SendDesired(version int64, body []byte) error
+	// Close closes the connection; reason is logged.
+	Close(reason string)
+}
+
+// Subscriptions is a set of topic families a device subscribed to.
+type Subscriptions uint8
+
+// Topic families (device-protocol §5.1).
+const (
+	SubMethods       Subscriptions = 1 << iota // direct-method requests
+	SubTwinResponses                           // twin GET and PATCH responses
+	SubDesired                                 // desired-property notifications
+	SubC2D                                     // cloud-to-device messages
+)
+
+// Conn is a device's connection, attached to the hub.
+type Conn struct {
+	hub        *Hub
+	e          *entry
+	link       Link
+	persistent bool
+	subs       atomic.Uint32
+}
+
+// DeviceID returns the connected device's id.
+func (c *Conn) DeviceID() string { return c.e.id }
+
+// Subscribed reports whether the connection receives every family in s.
+func (c *Conn) Subscribed(s Subscriptions) bool {
+	return Subscriptions(c.subs.Load())&s == s
+}
+
+// Attach records that deviceID connected over link. With persistent (MQTT
+// CleanSession=0) the subscriptions of its previous session, even from
+// before a restart, apply at once; otherwise they are discarded
+// (device-protocol §5.4). It returns the connection and whether a session
+// was present.
+func (h *Hub) Attach(ctx context.Context, deviceID string, link Link, persistent bool) (*Conn, bool, error) {
+	e, err := h.entry(deviceID)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &Conn{hub: h, e: e, link: link, persistent: persistent}
+	session := e.rec.Load().Session
+	present := persistent && session != 0
+	if persistent {
+		c.subs.Store(uint32(session))
+	} else if session != 0 {
+		if err := h.setSession(e, 0); err != nil {
+			return nil, false, err
+		}
+	}
+	e.connMu.Lock()
+	old := e.conn
+	e.conn = c
+	e.live.connected.Store(true)
+	e.live.stateUpdated.Store(h.now().UnixNano())
+	e.live.lastActivity.Store(h.now().UnixNano())
+	e.notifyLocked()
+	e.connMu.Unlock()
+	if old != nil {
+		old.link.Close("a new connection of the same device replaced it")
+	}
+	h.log.Info("device connected", "device", deviceID, "persistent", persistent, "sessionPresent", present)
+	return c, present, nil
+}
+
+// Detach records that c closed. A connection that was already replaced
+// changes nothing.
+func (h *Hub) Detach(c *Conn) {
+	e := c.e
+	e.connMu.Lock()
+	defer e.connMu.Unlock()
+	if e.conn != c {
+		return
+	}
+	e.conn = nil
+	e.live.connected.Store(false)
+	e.live.stateUpdated.Store(h.now().UnixNano())
+	e.notifyLocked()
+	h.log.Info("device disconnected", "device", e.id)
+}
+
+// Subscribe adds families to c. For a persistent session they are stored
+// before Subscribe returns, so they survive a restart.
+func (h *Hub) Subscribe(c *Conn, s Subscriptions) error {
+	c.e.connMu.Lock()
+	c.subs.Or(uint32(s))
+	c.e.notifyLocked()
+	c.e.connMu.Unlock()
+	if !c.persistent {
+		return nil
+	}
+	return h.setSession(c.e, Subscriptions(c.subs.Load()))
+}
+
+// Unsubscribe removes families from c.
+func (h *Hub) Unsubscribe(c *Conn, s Subscriptions) error {
+	c.e.connMu.Lock()
+	c.subs.And(^uint32(s))
+	c.e.notifyLocked()
+	c.e.connMu.Unlock()
+	if !c.persistent {
+		return nil
+	}
+	return h.setSession(c.e, Subscriptions(c.subs.Load()))
+}
+
+// setSession stores a device's persistent subscriptions if they changed.
+func (h *Hub) setSession(e *entry, s Subscriptions) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rec.Load().Session == s {
+		return nil
+	}
+	next := e.clone()
+	next.Session = s
+	return h.commitLocked(e, next)
+}
+
+// Touch records device activity (lastActivityTime).
+func (c *Conn) Touch() {
+	c.e.live.lastActivity.Store(c.hub.now().UnixNano())
+}
+
+// disconnect closes e's connection, if any.
+func (h *Hub) disconnect(e *entry, reason string) {
+	c, _ := e.current()
+	if c != nil {
+		c.link.Close(reason)
+	}
+}
+
+// sendDesired notifies e's connection of a desired change if it subscribed
+// (device-protocol §11.1). The caller holds e.mu, so notifications leave in
+// version order.
+func (h *Hub) sendDesired(e *entry, version int64, body []byte) {
+	c, _ := e.current()
+	if c == nil || !c.Subscribed(SubDesired) {
+		return
+	}
+	if err := c.link.SendDesired(version, body); err != nil {
+		h.log.Warn("desired notification not delivered", "device", e.id, "error", err)
+	}
+}
+
+// Connected reports whether deviceID has a connection.
+func (h *Hub) Connected(deviceID string) bool {
+	e, err := h.entry(deviceID)
+	return err == nil && e.live.connected.Load()
+}
+
+// DeviceConnect checks that deviceID exists and is enabled.
+func (h *Hub) deviceEnabled(e *entry) error {
+	if e.rec.Load().Device.Status != iothub.StatusEnabled {
+		return iothub.Errorf(iothub.IotHubUnauthorized, "device %s is disabled", e.id)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+// Package hub is the behaviour of IoT Hub: the identity registry, device
+// twins (versions, etags, $metadata, merge rules), direct-method
+// correlation and timeouts, device connections and telemetry.
+//
+// It knows nothing of MQTT, HTTP or the storage engine. The adapters call
+// it: the broker for devices, the REST face for back-end apps. It keeps
+// every device in memory for fast reads and queries and writes each change
+// through a Store before acknowledging it, so what the hub acknowledged
+// survives a crash.
+//
+// Each device has one writer lock, held while its change is committed, so
+// changes to one device are applied and delivered in order while different
+// devices commit concurrently (and share commits where the Store batches
+// them). Readers never take it: a device's persisted state is an immutable
+// snapshot swapped in after each commit.
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+)
+
+// Store persists device records. Put must return only once the record is
+// durable. Implementations may batch concurrent calls into one commit.
+type Store interface {
+	// Load calls fn for every stored record.
+	Load(fn func(Record) error) error
+	// Put stores rec, replacing the record with the same device id.
+	Put(rec *Record) error
+	// Delete removes the record of deviceID; deleting a missing one is not an error.
+	Delete(deviceID string) error
+}
+
+// Record is everything the hub persists about one device: its identity, its
+// twin and its MQTT session (which topic families it subscribed to with a
+// persistent session).
+type Record struct {
+	Device     iothub.Device `json:"device"`
+	Twin       iothub.Twin   `json:"twin"`
+	TwinETag   int64         `json:"twinEtagCounter"`
+	DeviceETag int64         `json:"deviceEtagCounter"`
+	Session    Subscriptions `json:"session"`
+}
+
+// Options configures a Hub. The zero value of each field is a usable default.
+type Options struct {
+	// HostNames are the hub's host names, compared case-insensitively and
+	// ignoring any port. Zero means "localhost".
+	HostNames []string
+	// Policies are the shared access policies. Zero means DefaultPolicies
+	// with DevKey.
+	Policies []Policy
+	// TokenSkew is the clock skew allowed past a token's expiry. Zero means
+	// 5 minutes; a negative value allows none.
+	TokenSkew time.Duration
+	// MethodTimeoutMargin answers a method that times out this much before
+	// its response timeout, so a client whose socket times out at exactly
+	// that moment sees the hub's 504. Zero means 250 ms; negative means none.
+	MethodTimeoutMargin time.Duration
+	// MessagesKept is how many recent telemetry messages are kept per
+	// device. Zero means 100.
+	MessagesKept int
+	// Now is the clock. Zero means time.Now.
+	Now func() time.Time
+	// Logger receives structured logs. Zero means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if len(o.HostNames) == 0 {
+		o.HostNames = []string{"localhost"}
+	}
+	if len(o.Policies) == 0 {
+		o.Policies = DefaultPolicies(DevKey, DevKey2)
+	}
+	if o.TokenSkew == 0 {
+		o.TokenSkew = 5 * time.Minute
+	} else if o.TokenSkew < 0 {
+		o.TokenSkew = 0
+	}
+	if o.MethodTimeoutMargin == 0 {
+		o.MethodTimeoutMargin = 250 * time.Millisecond
+	} else if o.MethodTimeoutMargin < 0 {
+		o.MethodTimeoutMargin = 0
+	}
+	if o.MessagesKept == 0 {
+		o.MessagesKept = 100
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Hub is an IoT hub.
+type Hub struct {
+	opts  Options
+	store Store
+	log   *slog.Logger
+
+	mu      sync.RWMutex
+	devices map[string]*entry // guarded by mu
+
+	calls sync.Map // callKey → chan iothub.MethodResult
+}
+
+// New returns a hub that persists to store and loads what store holds.
+func New(store Store, opts Options) (*Hub, error) {
+	opts.setDefaults()
+	h := &Hub{opts: opts, store: store, log: opts.Logger, devices: map[string]*entry{}}
+	err := store.Load(func(rec Record) error {
+		rec.Device.ConnectionState = iothub.Disconnected
+		r := rec
+		e := newEntry(&r)
+		h.devices[rec.Device.DeviceID] = e
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	return h, nil
+}
+
+// HostNames returns the hub's host names.
+func (h *Hub) HostNames() []string { return h.opts.HostNames }
+
+func (h *Hub) now() time.Time { return h.opts.Now().UTC() }
+
+func (h *Hub) entry(id string) (*entry, error) {
+	h.mu.RLock()
+	e := h.devices[id]
+	h.mu.RUnlock()
+	if e == nil {
+		return nil, iothub.Errorf(iothub.DeviceNotFound, "%s", id)
+	}
+	return e, nil
+}
+
+// entries returns every device entry sorted by device id.
+func (h *Hub) entries() []*entry {
+	h.mu.RLock()
+	out := make([]*entry, 0, len(h.devices))
+	for _, e := range h.devices {
+		out = append(out, e)
+	}
+	h.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// commit persists next as e's record and swaps it in. The caller holds e.mu.
+func (h *Hub) commitLocked(e *entry, next *Record) error {
+	e.live.stamp(next)
+	if err := h.store.Put(next); err != nil {
+		h.log.Error("store write failed", "device", e.id, "error", err)
+		return iothub.Errorf(iothub.ServerError, "the change could not be stored")
+	}
+	e.rec.Store(next)
+	return nil
+}
+
+// TrackingID returns a new 32-hex-digit tracking id for an error response.
+func TrackingID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ErrClosed is returned by Link methods on a closed connection.
+var ErrClosed = errors.New("hub: connection closed")

@@ -1,0 +1,232 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"strconv"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+)
+
+// ticksAtUnixEpoch is 1970-01-01 in .NET ticks (100 ns since 0001-01-01):
+// generation ids are tick counts (service-api §3.1).
+const ticksAtUnixEpoch = 621355968000000000
+
+// Device returns a device identity, keys included (service-api §3.4).
+func (h *Hub) Device(id string) (iothub.Device, error) {
+	e, err := h.entry(id)
+	if err != nil {
+		return iothub.Device{}, err
+	}
+	return e.device(), nil
+}
+
+// Devices returns up to max identities in device-id order (max ≤ 0: all).
+func (h *Hub) Devices(max int) []iothub.Device {
+	all := h.entries()
+	if max > 0 && len(all) > max {
+		all = all[:max]
+	}
+	out := make([]iothub.Device, len(all))
+	for i, e := range all {
+		out[i] = e.device()
+	}
+	return out
+}
+
+// PutDevice creates or replaces a device (PUT /devices/{id}, service-api
+// §3.3). Without If-Match it creates, and an existing device is a conflict;
+// with If-Match it replaces an existing device whose etag matches. PUT is a
+// full replacement: omitted keys are generated anew.
+func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (iothub.Device, error) {
+	if !iothub.ValidID(d.DeviceID) {
+		return iothub.Device{}, iothub.Errorf(iothub.ArgumentInvalid, "Device ID %q is invalid: use 1-128 ASCII letters, digits or - : . + %% _ # * ? ! ( ) , = @ ; $ '", d.DeviceID)
+	}
+	if err := normalizeDevice(&d); err != nil {
+		return iothub.Device{}, err
+	}
+	if ifMatch == "" {
+		return h.createDevice(d)
+	}
+	return h.replaceDevice(d, ifMatch)
+}
+
+func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.devices[d.DeviceID]; ok {
+		return iothub.Device{}, iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", d.DeviceID)
+	}
+	now := h.now()
+	nowT := iothub.NewTime(now)
+	d.GenerationID = strconv.FormatInt(now.UnixNano()/100+ticksAtUnixEpoch, 10)
+	d.ConnectionState = iothub.Disconnected
+	d.ConnectionStateUpdatedTime, d.LastActivityTime = iothub.Time{}, iothub.Time{}
+	d.StatusUpdatedTime = iothub.Time{}
+	d.CloudToDeviceMessageCount = 0
+	rec := &Record{Device: d, DeviceETag: 1, TwinETag: 1}
+	rec.Device.ETag = deviceETag(1)
+	rec.Twin = iothub.Twin{
+		Version: 2,
+		Properties: iothub.TwinProperties{
+			Desired:  iothub.TwinCollection{Props: map[string]any{}, Version: 1, Metadata: &iothub.Metadata{LastUpdated: nowT}},
+			Reported: iothub.TwinCollection{Props: map[string]any{}, Version: 1, Metadata: &iothub.Metadata{LastUpdated: nowT}},
+		},
+	}
+	if err := h.store.Put(rec); err != nil {
+		h.log.Error("store write failed", "device", d.DeviceID, "error", err)
+		return iothub.Device{}, iothub.Errorf(iothub.ServerError, "the device could not be stored")
+	}
+	e := newEntry(rec)
+	h.devices[d.DeviceID] = e
+	h.log.Info("device created", "device", d.DeviceID)
+	return e.device(), nil
+}
+
+func (h *Hub) replaceDevice(d iothub.Device, ifMatch string) (iothub.Device, error) {
+	e, err := h.entry(d.DeviceID)
+	if err != nil {
+		return iothub.Device{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := e.rec.Load()
+	if err := matchETag(ifMatch, cur.Device.ETag); err != nil {
+		return iothub.Device{}, err
+	}
+	next := e.clone()
+	old := next.Device
+	next.Device = d
+	next.Device.GenerationID = old.GenerationID
+	next.Device.CloudToDeviceMessageCount = old.CloudToDeviceMessageCount
+	next.Device.StatusUpdatedTime = old.StatusUpdatedTime
+	if d.Status != old.Status {
+		next.Device.StatusUpdatedTime = iothub.NewTime(h.now())
+	}
+	next.DeviceETag++
+	next.Device.ETag = deviceETag(next.DeviceETag)
+	if err := h.commitLocked(e, next); err != nil {
+		return iothub.Device{}, err
+	}
+	keysChanged := old.Authentication.SymmetricKey != d.Authentication.SymmetricKey
+	if d.Status == iothub.StatusDisabled || keysChanged {
+		// A disabled device, or one whose keys changed, is disconnected
+		// (device-protocol §4.3).
+		h.disconnect(e, "the device was disabled or its keys changed")
+	}
+	return e.device(), nil
+}
+
+// normalizeDevice applies the create/replace defaults: status enabled,
+// authentication type sas and generated keys where they are empty
+// (service-api §3.3).
+func normalizeDevice(d *iothub.Device) error {
+	if d.Status == "" {
+		d.Status = iothub.StatusEnabled
+	}
+	if d.Status != iothub.StatusEnabled && d.Status != iothub.StatusDisabled {
+		return iothub.Errorf(iothub.ArgumentInvalid, "status must be enabled or disabled, not %q", d.Status)
+	}
+	if d.StatusReason != nil && len(*d.StatusReason) > 128 {
+		return iothub.Errorf(iothub.ArgumentInvalid, "statusReason is longer than 128 characters")
+	}
+	a := &d.Authentication
+	hasThumb := a.X509Thumbprint.PrimaryThumbprint != nil && *a.X509Thumbprint.PrimaryThumbprint != ""
+	if a.Type == "" {
+		a.Type = iothub.AuthSAS
+		if hasThumb {
+			a.Type = iothub.AuthSelfSigned
+		}
+	}
+	switch a.Type {
+	case iothub.AuthSAS:
+		if hasThumb {
+			return iothub.Errorf(iothub.ArgumentInvalid, "a sas device cannot have X.509 thumbprints")
+		}
+		for _, k := range []*string{&a.SymmetricKey.PrimaryKey, &a.SymmetricKey.SecondaryKey} {
+			if *k == "" {
+				*k = newKey()
+				continue
+			}
+			if b, err := base64.StdEncoding.DecodeString(*k); err != nil || len(b) < 16 || len(b) > 64 {
+				return iothub.Errorf(iothub.ArgumentInvalid, "symmetric keys must be base64 of 16 to 64 bytes")
+			}
+		}
+	case iothub.AuthSelfSigned, iothub.AuthCertificateAuthority, iothub.AuthNone:
+		if a.SymmetricKey.PrimaryKey != "" || a.SymmetricKey.SecondaryKey != "" {
+			return iothub.Errorf(iothub.ArgumentInvalid, "a %s device cannot have symmetric keys", a.Type)
+		}
+		if a.Type == iothub.AuthSelfSigned && !hasThumb {
+			return iothub.Errorf(iothub.ArgumentInvalid, "a selfSigned device needs a primary thumbprint")
+		}
+	default:
+		return iothub.Errorf(iothub.ArgumentInvalid, "unknown authentication type %q", a.Type)
+	}
+	return nil
+}
+
+// DeleteDevice deletes a device, its twin and its session (service-api
+// §3.5), and closes its connection.
+func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
+	e, err := h.entry(id)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ifMatch != "" {
+		if err := matchETag(ifMatch, e.rec.Load().Device.ETag); err != nil {
+			return err
+		}
+	}
+	if err := h.store.Delete(id); err != nil {
+		h.log.Error("store delete failed", "device", id, "error", err)
+		return iothub.Errorf(iothub.ServerError, "the device could not be deleted")
+	}
+	h.mu.Lock()
+	if h.devices[id] == e {
+		delete(h.devices, id)
+	}
+	h.mu.Unlock()
+	h.disconnect(e, "the device was deleted")
+	h.log.Info("device deleted", "device", id)
+	return nil
+}
+
+// RegistryStatistics counts devices by status (service-api §3.9).
+func (h *Hub) RegistryStatistics() iothub.RegistryStatistics {
+	var s iothub.RegistryStatistics
+	for _, e := range h.entries() {
+		s.TotalDeviceCount++
+		if e.rec.Load().Device.Status == iothub.StatusEnabled {
+			s.EnabledDeviceCount++
+		} else {
+			s.DisabledDeviceCount++
+		}
+	}
+	return s
+}
+
+// ServiceStatistics counts connected devices (service-api §3.9).
+func (h *Hub) ServiceStatistics() iothub.ServiceStatistics {
+	var s iothub.ServiceStatistics
+	for _, e := range h.entries() {
+		if e.live.connected.Load() {
+			s.ConnectedDeviceCount++
+		}
+	}
+	return s
+}
+
+// deviceETag renders an identity etag counter as the hub does: base64 of
+// the decimal number ("MQ==" is 1) (service-api §3.1).
+func deviceETag(n int64) string {
+	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
+}
+
+func newKey() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.StdEncoding.EncodeToString(b[:])
+}
