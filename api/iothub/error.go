@@ -31,12 +31,14 @@ const (
 	IotHubQuotaExceeded                 ErrorCode = 403002 // daily message quota
 	JobQuotaExceeded                    ErrorCode = 403001 // too many concurrent jobs
 	DeviceMaximumQueueDepthExceeded     ErrorCode = 403004 // more than 50 pending C2D messages
+	NotFound                            ErrorCode = 404000 // unknown route (emulator; the hub's code is unverified)
 	DeviceNotFound                      ErrorCode = 404001 // unknown device
 	JobNotFound                         ErrorCode = 404002 // unknown job
 	ModuleNotFound                      ErrorCode = 404010 // unknown module
 	DeviceNotOnline                     ErrorCode = 404103 // method target not connected
 	DeviceConnectionClosedRemotely      ErrorCode = 404104 // connection closed by the hub
 	ConfigurationNotFound               ErrorCode = 404301 // unknown configuration
+	MethodNotAllowed                    ErrorCode = 405000 // HTTP method not served on a route (emulator)
 	DeviceAlreadyExists                 ErrorCode = 409001 // create of an existing device
 	JobAlreadyExists                    ErrorCode = 409002 // create of an existing job (name unverified)
 	ModuleAlreadyExistsOnDevice         ErrorCode = 409301 // create of an existing module
@@ -64,6 +66,8 @@ var codeNames = map[ErrorCode]string{
 	IotHubQuotaExceeded:                 "IotHubQuotaExceeded",
 	JobQuotaExceeded:                    "JobQuotaExceeded",
 	DeviceMaximumQueueDepthExceeded:     "DeviceMaximumQueueDepthExceeded",
+	NotFound:                            "NotFound",
+	MethodNotAllowed:                    "MethodNotAllowed",
 	DeviceNotFound:                      "DeviceNotFound",
 	JobNotFound:                         "JobNotFound",
 	ModuleNotFound:                      "ModuleNotFound",

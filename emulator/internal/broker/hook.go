@@ -1,0 +1,322 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// Limits of the device side (device-protocol §13.3).
+const (
+	maxTelemetry = 256 * 1024
+	// maxKeepalive is the largest useful client keep-alive: the hub's
+	// timeout is 1.5 times it, capped at 1767 s (device-protocol §4.1).
+	maxKeepalive = 1178
+)
+
+// hook adapts mochi's callbacks to the hub.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "iothub" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPublish,
+	}, []byte{b})
+}
+
+// OnConnect refuses MQTT 5 (the hub offers only 3.1.1 on these ports,
+// device-protocol §15) and caps the keep-alive.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.ProtocolVersion != 4 {
+		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
+		return packets.ErrUnsupportedProtocolVersion
+	}
+	if cl.State.Keepalive == 0 || cl.State.Keepalive > maxKeepalive {
+		cl.State.Keepalive = maxKeepalive
+	}
+	return nil
+}
+
+// OnConnectAuthenticate checks the CONNECT of a device (device-protocol
+// §4): client id, username, will and SAS password. Any failure is CONNACK 5.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	deny := func(reason string) bool {
+		h.b.log.Info("device connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+		return false
+	}
+	u, err := topic.ParseUsername(string(pk.Connect.Username))
+	if err != nil {
+		return deny(err.Error())
+	}
+	if want := u.DeviceID; u.ModuleID != "" || cl.ID != want {
+		return deny(fmt.Sprintf("client id %q does not match the username's identity", cl.ID))
+	}
+	if pk.Connect.WillFlag {
+		t, err := topic.Parse(pk.Connect.WillTopic)
+		if err != nil || t.Kind != topic.Telemetry || t.DeviceID != u.DeviceID || pk.Connect.WillQos > 1 {
+			return deny("the will must be the device's own telemetry at QoS 0 or 1")
+		}
+	}
+	closeAt, err := h.b.hub.AuthenticateDevice(u.Host, u.DeviceID, u.ModuleID, string(pk.Connect.Password))
+	if err != nil {
+		var e *iothub.Error
+		if errors.As(err, &e) {
+			return deny(e.Message)
+		}
+		return deny(err.Error())
+	}
+	h.b.expiry.Store(cl, closeAt)
+	return true
+}
+
+// OnACLCheck allows every publish (OnPublish decides and closes the
+// connection on a bad one) and allows a subscription when its filter
+// matches a topic family the hub sends this device.
+func (h *hook) OnACLCheck(cl *mqtt.Client, filter string, write bool) bool {
+	if write {
+		return true
+	}
+	_, err := topic.Features(filter, cl.ID, "")
+	return err == nil
+}
+
+// OnSessionEstablished attaches the connection to the hub and arms the
+// token-expiry timer: the hub closes a connection whose SAS token expired
+// (device-protocol §3.4).
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	l := &link{b: h.b, cl: cl}
+	if pk.Connect.WillFlag {
+		// The will is published as the device's telemetry by OnDisconnect,
+		// never through the broker.
+		cl.Properties.Will = mqtt.Will{}
+		l.will = &pendingWill{topic: pk.Connect.WillTopic, payload: pk.Connect.WillPayload}
+	}
+	conn, _, err := h.b.hub.Attach(context.Background(), cl.ID, l, !pk.Connect.Clean)
+	if err != nil {
+		h.b.log.Warn("attach failed", "client", cl.ID, "error", err)
+		cl.Stop(err)
+		return
+	}
+	l.conn = conn
+	h.b.links.Store(cl, l)
+	if v, ok := h.b.expiry.LoadAndDelete(cl); ok {
+		l.timer = time.AfterFunc(time.Until(v.(time.Time)), func() { l.Close("the SAS token expired") })
+	}
+}
+
+// OnDisconnect detaches the connection; an ungraceful close publishes the
+// will as telemetry (device-protocol §4.1).
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.b.expiry.Delete(cl)
+	l := h.b.linkOf(cl)
+	if l == nil {
+		return
+	}
+	h.b.links.Delete(cl)
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if l.will != nil && err != nil && !errors.Is(err, packets.CodeDisconnect) {
+		if t, perr := topic.Parse(l.will.topic); perr == nil {
+			l.conn.Telemetry(t.ModuleID, bagMap(t.Properties, "iothub-MessageType", "Will"), l.will.payload)
+		}
+	}
+	h.b.hub.Detach(l.conn)
+}
+
+// errQoS2 closes a connection that publishes at QoS 2 (device-protocol §12).
+var errQoS2 = errors.New("QoS 2 publishes are not supported")
+
+// OnPacketRead closes the connection on a QoS 2 PUBLISH.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 {
+		h.b.log.Info("closing device connection", "client", cl.ID, "reason", errQoS2)
+		return pk, errQoS2
+	}
+	return pk, nil
+}
+
+// OnSubscribe closes the connection when a filter matches nothing the hub
+// sends this device, as IoT Hub does; in lenient mode OnACLCheck answers
+// such a filter with 0x80 instead (device-protocol §5.1).
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if h.b.cfg.Lenient {
+		return pk
+	}
+	for _, f := range pk.Filters {
+		if _, err := topic.Features(f.Filter, cl.ID, ""); err != nil {
+			if l := h.b.linkOf(cl); l != nil {
+				l.Close(err.Error())
+			} else {
+				cl.Stop(err)
+			}
+			break
+		}
+	}
+	return pk
+}
+
+// OnSubscribed records the granted families with the hub before the SUBACK
+// leaves, so the subscription is in force (and, for a persistent session,
+// stored) when the device learns of it.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	l := h.b.linkOf(cl)
+	if l == nil {
+		return
+	}
+	var subs hub.Subscriptions
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] <= 1 {
+			subs |= features(f.Filter, cl.ID)
+		}
+	}
+	if err := h.b.hub.Subscribe(l.conn, subs); err != nil {
+		h.b.log.Error("storing subscriptions failed", "client", cl.ID, "error", err)
+	}
+}
+
+// OnUnsubscribed removes the families of the filters.
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	l := h.b.linkOf(cl)
+	if l == nil {
+		return
+	}
+	var subs hub.Subscriptions
+	for _, f := range pk.Filters {
+		subs |= features(f.Filter, cl.ID)
+	}
+	if err := h.b.hub.Unsubscribe(l.conn, subs); err != nil {
+		h.b.log.Error("storing subscriptions failed", "client", cl.ID, "error", err)
+	}
+}
+
+func features(filter, deviceID string) hub.Subscriptions {
+	f, _ := topic.Features(filter, deviceID, "")
+	var s hub.Subscriptions
+	for _, m := range []struct {
+		t topic.Feature
+		h hub.Subscriptions
+	}{
+		{topic.FeatureMethods, hub.SubMethods},
+		{topic.FeatureTwinResponses, hub.SubTwinResponses},
+		{topic.FeatureDesired, hub.SubDesired},
+		{topic.FeatureC2D, hub.SubC2D},
+	} {
+		if f&m.t != 0 {
+			s |= m.h
+		}
+	}
+	return s
+}
+
+// OnPublish hands a device's publish to the hub. It never lets the broker
+// route it: the result is CodeSuccessIgnore (acknowledged at QoS 1, after
+// the hub is done, delivered nowhere) or, for a publish the hub does not
+// accept, the connection is closed (device-protocol §6).
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	l := h.b.linkOf(cl)
+	if l == nil {
+		cl.Stop(errors.New("publish before the session was established"))
+		return pk, packets.ErrRejectPacket
+	}
+	if reason := h.b.handlePublish(l, pk.TopicName, pk.Payload); reason != "" {
+		l.Close(reason)
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// handlePublish processes one publish and returns why the connection must
+// close, or "".
+func (b *Broker) handlePublish(l *link, name string, payload []byte) string {
+	t, err := topic.Parse(name)
+	if err != nil {
+		return err.Error()
+	}
+	id := l.cl.ID
+	switch t.Kind {
+	case topic.MethodResponse:
+		if len(payload) > iothub.MaxMethodPayload {
+			return "method response larger than 128 KB"
+		}
+		l.conn.CompleteMethod(t.RequestID, t.Status, payload)
+	case topic.TwinGet:
+		l.conn.Touch()
+		props, err := b.hub.DeviceTwin(id)
+		b.twinReply(l, t.RequestID, 200, props, 0, err)
+	case topic.TwinPatchReported:
+		l.conn.Touch()
+		patch, err := iothub.DecodeObject(payload)
+		if err != nil {
+			err = iothub.Errorf(iothub.ArgumentInvalid, "the reported patch is not a JSON object: %v", err)
+			b.twinReply(l, t.RequestID, 0, nil, 0, err)
+			return ""
+		}
+		v, err := b.hub.UpdateReported(context.Background(), id, patch)
+		b.twinReply(l, t.RequestID, 204, nil, v, err)
+	case topic.Telemetry:
+		if t.DeviceID != id || t.ModuleID != "" {
+			return fmt.Sprintf("telemetry on another identity's topic %q", name)
+		}
+		if len(payload)+len(name) > maxTelemetry {
+			return "telemetry message larger than 256 KB"
+		}
+		l.conn.Telemetry(t.ModuleID, bagMap(t.Properties), payload)
+	default:
+		return fmt.Sprintf("devices cannot publish to %s topics", t.Kind)
+	}
+	return ""
+}
+
+// twinReply answers a twin request with status and body, or with err's
+// status and JSON error body (device-protocol §11.2). Responses go only to
+// a connection subscribed to them.
+func (b *Broker) twinReply(l *link, rid string, status int, body any, version int64, err error) {
+	if !l.conn.Subscribed(hub.SubTwinResponses) {
+		b.log.Debug("twin response dropped: not subscribed", "client", l.cl.ID, "rid", rid)
+		return
+	}
+	var payload []byte
+	if err != nil {
+		var e *iothub.Error
+		if !errors.As(err, &e) {
+			e = iothub.Errorf(iothub.ServerError, "%v", err)
+		}
+		status, version = e.Code.HTTPStatus(), 0
+		payload, _ = json.Marshal(e.DeviceError(hub.TrackingID(), time.Now()))
+	} else if body != nil {
+		payload, _ = json.Marshal(body)
+	}
+	if werr := l.publish(topic.TwinResult(status, rid, version), payload); werr != nil {
+		b.log.Debug("twin response not delivered", "client", l.cl.ID, "error", werr)
+	}
+}
+
+// bagMap flattens a property bag (last value wins) plus extra pairs.
+func bagMap(p topic.Properties, extra ...string) map[string]string {
+	m := make(map[string]string, len(p)+len(extra)/2)
+	for _, prop := range p {
+		v, _ := p.Get(prop.Key)
+		m[prop.Key] = v
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
+}

@@ -1,0 +1,183 @@
+// Package rest is the hub's service face: the IoT Hub service REST API
+// (api-version 2021-04-12, also 2020-09-30) over HTTPS, routed with chi. It
+// is the only package that imports chi. Handlers decode, call the hub and
+// encode; the rules live in the hub.
+package rest
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// APIVersions are the api-version values the emulator serves; they all
+// behave as 2021-04-12. Anything else, and no value, is 400
+// InvalidProtocolVersion (service-api §0.3).
+var APIVersions = []string{"2021-04-12", "2020-09-30", "2020-03-13", "2019-10-01", "2019-03-30", "2018-06-30", "2018-04-01", "2017-11-08-preview", "2017-06-30", "2016-11-14"}
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// Config configures the REST face. The zero value is the default.
+type Config struct {
+	// Logger receives structured logs. Zero means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the service API.
+type Server struct {
+	hub *hub.Hub
+	log *slog.Logger
+	mux http.Handler
+}
+
+// New returns the REST face of h.
+func New(h *hub.Hub, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{hub: h, log: cfg.Logger}
+	s.mux = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.StripSlashes, s.apiVersion)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, iothub.Errorf(iothub.NotFound, "The requested resource %s does not exist.", r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, iothub.Errorf(iothub.MethodNotAllowed, "%s is not supported on %s.", r.Method, r.URL.Path))
+	})
+	read, write, svc := s.need(hub.RegistryRead), s.need(hub.RegistryWrite), s.need(hub.ServiceConnect)
+	r.With(read).Get("/devices", s.handleListDevices)
+	r.With(read).Get("/devices/{id}", s.handleGetDevice)
+	r.With(write).Put("/devices/{id}", s.handlePutDevice)
+	r.With(write).Delete("/devices/{id}", s.handleDeleteDevice)
+	r.With(read).Get("/statistics/devices", s.handleRegistryStatistics)
+	r.With(svc).Get("/statistics/service", s.handleServiceStatistics)
+	r.With(svc).Get("/twins/{id}", s.handleGetTwin)
+	r.With(svc).Patch("/twins/{id}", s.handleUpdateTwin(false))
+	r.With(svc).Put("/twins/{id}", s.handleUpdateTwin(true))
+	r.With(svc).Post("/twins/{id}/methods", s.handleInvokeMethod)
+	r.With(svc).Get("/emulator/devices/{id}/messages", s.handleMessages)
+	return r
+}
+
+// apiVersion rejects requests without a served api-version.
+func (s *Server) apiVersion(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("api-version")
+		for _, ok := range APIVersions {
+			if v == ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		s.writeError(w, r, iothub.Errorf(iothub.InvalidProtocolVersion, "BadRequest: api-version %q is not supported; use %s", v, iothub.APIVersion))
+	})
+}
+
+// need checks the request's SAS token for rights (service-api §1.4).
+func (s *Server) need(rights hub.Rights) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := s.hub.AuthorizeService(r.Header.Get("Authorization"), rights); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// pathID returns a percent-decoded path parameter (device ids may hold
+// escaped characters, service-api §0.2).
+func pathID(r *http.Request, name string) string {
+	v := chi.URLParam(r, name)
+	if r.URL.RawPath != "" {
+		if d, err := url.PathUnescape(v); err == nil {
+			return d
+		}
+	}
+	return v
+}
+
+// decode reads a JSON body into v, keeping numbers exact.
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return iothub.Errorf(iothub.ArgumentInvalid, "the request body could not be read")
+	}
+	if len(body) > maxBody {
+		return iothub.Errorf(iothub.MessageTooLarge, "the request body is larger than %d bytes", maxBody)
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return iothub.Errorf(iothub.ArgumentNull, "the request body is empty")
+	}
+	d := json.NewDecoder(strings.NewReader(string(body)))
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		return iothub.Errorf(iothub.IotHubFormatError, "the request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+// writeJSON writes v with the content type every client needs
+// (service-api §0.5).
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes err as IoT Hub does: its status, the iothub-errorcode
+// header and envelope A (service-api §2.1).
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := toError(err)
+	s.logError(r, e)
+	w.Header().Set(iothub.HeaderErrorCode, e.Code.String())
+	writeJSON(w, e.Code.HTTPStatus(), e.RegistryEnvelope(hub.TrackingID(), time.Now()))
+}
+
+// writeMethodError writes err in envelope B, the direct-method form.
+func (s *Server) writeMethodError(w http.ResponseWriter, r *http.Request, err error) {
+	e := toError(err)
+	s.logError(r, e)
+	w.Header().Set(iothub.HeaderErrorCode, e.Code.String())
+	writeJSON(w, e.Code.HTTPStatus(), e.MethodEnvelope(hub.TrackingID(), time.Now()))
+}
+
+func (s *Server) logError(r *http.Request, e *iothub.Error) {
+	lvl := slog.LevelInfo
+	if e.Code.HTTPStatus() >= 500 && e.Code != iothub.GatewayTimeout {
+		lvl = slog.LevelError
+	}
+	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code.String(), "message", e.Message)
+}
+
+func toError(err error) *iothub.Error {
+	var e *iothub.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return iothub.Errorf(iothub.ServerError, "%v", err)
+}
+
+// setETag sets the quoted ETag header (service-api §0.5).
+func setETag(w http.ResponseWriter, etag string) { w.Header().Set("ETag", `"`+etag+`"`) }

@@ -1,0 +1,71 @@
+package rest
+
+import (
+	"net/http"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+func (s *Server) handleGetTwin(w http.ResponseWriter, r *http.Request) {
+	t, err := s.hub.Twin(pathID(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	setETag(w, t.ETag)
+	writeJSON(w, http.StatusOK, t)
+}
+
+// twinBody is what a twin PATCH or PUT may carry; only tags and desired are
+// applied, everything else (reported, $metadata, identity fields that
+// clients round-trip) is ignored (service-api §4.4).
+type twinBody struct {
+	Tags       map[string]any `json:"tags"`
+	Properties *struct {
+		Desired *iothub.TwinCollection `json:"desired"`
+	} `json:"properties"`
+}
+
+// handleUpdateTwin is PATCH (merge) or PUT (replace) /twins/{id}
+// (service-api §4.4, §4.5).
+func (s *Server) handleUpdateTwin(replace bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var b twinBody
+		if err := decode(r, &b); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		patch := hub.TwinPatch{Tags: b.Tags}
+		if b.Properties != nil && b.Properties.Desired != nil {
+			patch.Desired = b.Properties.Desired.Props
+		}
+		t, err := s.hub.UpdateTwin(r.Context(), pathID(r, "id"), patch, r.Header.Get("If-Match"), replace)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		setETag(w, t.ETag)
+		writeJSON(w, http.StatusOK, t)
+	}
+}
+
+// handleInvokeMethod is POST /twins/{id}/methods: 200 with the device's
+// status and payload, or an error in the direct-method envelope
+// (service-api §5).
+func (s *Server) handleInvokeMethod(w http.ResponseWriter, r *http.Request) {
+	var req iothub.MethodRequest
+	if err := decode(r, &req); err != nil {
+		s.writeMethodError(w, r, err)
+		return
+	}
+	res, err := s.hub.InvokeMethod(r.Context(), pathID(r, "id"), req)
+	if err != nil {
+		s.writeMethodError(w, r, err)
+		return
+	}
+	if res.Payload == nil {
+		res.Payload = []byte("null")
+	}
+	writeJSON(w, http.StatusOK, res)
+}

@@ -1,0 +1,278 @@
+// Package server composes the emulator: the hub on its bbolt store, the
+// MQTT broker on a TLS listener, the HTTPS listener serving the REST API
+// and MQTT over WebSocket, and a plain-HTTP admin listener with /health
+// and the CA certificate. Open binds every listener before it returns, so
+// ":0" addresses work and bind errors reach the caller.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/broker"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
+)
+
+// StoreFile is the bbolt file in the data directory.
+const StoreFile = "iothub.db"
+
+// Config configures the emulator. Zero values are defaults.
+type Config struct {
+	// DataDir holds the store and the CA. Required.
+	DataDir string
+	// HostNames are the hub's host names; the first is the one printed in
+	// connection strings. Zero means ["localhost"].
+	HostNames []string
+	// ExtraSANs are more names for the server certificate, besides the
+	// host names, localhost, 127.0.0.1 and ::1.
+	ExtraSANs []string
+	// MQTTAddr is the MQTT/TLS address. Zero means ":8883".
+	MQTTAddr string
+	// HTTPSAddr is the HTTPS address (REST and MQTT over WebSocket). Zero
+	// means ":443".
+	HTTPSAddr string
+	// AdminAddr is the plain-HTTP admin address. Zero means ":8080".
+	AdminAddr string
+	// KeySeed and KeySeed2 derive the policies' primary and secondary keys.
+	// Zero means the well-known development seeds.
+	KeySeed, KeySeed2 string
+	// SeedFile, if set, is a JSON file of devices to create at start-up.
+	SeedFile string
+	// NoSync skips fsync (tests and benchmarks only).
+	NoSync bool
+	// Lenient answers invalid MQTT subscriptions with 0x80 instead of
+	// closing the connection.
+	Lenient bool
+	// TokenSkew is the clock skew allowed on SAS tokens. Zero means 5 min.
+	TokenSkew time.Duration
+	// Logger receives structured logs. Zero means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a running emulator.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *bolt.Store
+	hub    *hub.Hub
+	broker *broker.Broker
+	caPEM  []byte
+
+	mqttLn, httpsLn, adminLn net.Listener
+	https, admin             *http.Server
+	wg                       sync.WaitGroup
+}
+
+// Open starts the emulator.
+func Open(cfg Config) (s *Server, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: DataDir is required")
+	}
+	setDefaults(&cfg)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	s = &Server{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	ca, caKey, caPEM, err := loadOrCreateCA(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	s.caPEM = caPEM
+	cert, err := serverCert(ca, caKey, sans(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+
+	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, StoreFile), bolt.Options{NoSync: cfg.NoSync}); err != nil {
+		return nil, err
+	}
+	s.hub, err = hub.New(s.store, hub.Options{
+		HostNames: cfg.HostNames,
+		Policies:  hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
+		TokenSkew: cfg.TokenSkew,
+		Logger:    cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SeedFile != "" {
+		if err := seed(s.hub, cfg.SeedFile); err != nil {
+			return nil, err
+		}
+	}
+	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient}); err != nil {
+		return nil, err
+	}
+	if err := s.broker.Start(); err != nil {
+		return nil, err
+	}
+	if err := s.listen(tlsCfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func setDefaults(cfg *Config) {
+	if len(cfg.HostNames) == 0 {
+		cfg.HostNames = []string{"localhost"}
+	}
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&cfg.MQTTAddr, ":8883")
+	def(&cfg.HTTPSAddr, ":443")
+	def(&cfg.AdminAddr, ":8080")
+	def(&cfg.KeySeed, hub.DevKey)
+	def(&cfg.KeySeed2, hub.DevKey2)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+}
+
+func sans(cfg Config) []string {
+	names := append([]string{}, cfg.HostNames...)
+	names = append(names, "localhost", "127.0.0.1", "::1")
+	names = append(names, cfg.ExtraSANs...)
+	seen := map[string]bool{}
+	out := names[:0]
+	for _, n := range names {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// listen binds the three listeners and starts serving.
+func (s *Server) listen(tlsCfg *tls.Config) error {
+	var err error
+	if s.mqttLn, err = net.Listen("tcp", s.cfg.MQTTAddr); err != nil {
+		return fmt.Errorf("mqtt listener: %w", err)
+	}
+	if s.httpsLn, err = net.Listen("tcp", s.cfg.HTTPSAddr); err != nil {
+		return fmt.Errorf("https listener: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	s.broker.Serve(tls.NewListener(s.mqttLn, tlsCfg))
+
+	api := rest.New(s.hub, rest.Config{Logger: s.log})
+	ws := s.broker.WebSocketHandler()
+	s.https = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == broker.WebSocketPath {
+				ws.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.serve(s.https, tls.NewListener(s.httpsLn, tlsCfg))
+	s.serve(s.admin, s.adminLn)
+	return nil
+}
+
+func (s *Server) serve(srv *http.Server, ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "error", err)
+		}
+	}()
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"ok","mqtt":%q,"https":%q}`+"\n", s.MQTTAddr(), s.HTTPSAddr())
+	})
+	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(s.caPEM)
+	})
+	return mux
+}
+
+// Close stops every listener and connection, waits for them and closes the
+// store.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range []*http.Server{s.https, s.admin} {
+		if srv != nil {
+			srv.Shutdown(ctx)
+		}
+	}
+	for _, ln := range []net.Listener{s.httpsLn, s.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if s.broker != nil {
+		s.broker.Close()
+	} else if s.mqttLn != nil {
+		s.mqttLn.Close()
+	}
+	s.wg.Wait()
+	if s.store != nil {
+		return s.store.Close()
+	}
+	return nil
+}
+
+// MQTTAddr is the bound MQTT/TLS address.
+func (s *Server) MQTTAddr() string { return s.mqttLn.Addr().String() }
+
+// HTTPSAddr is the bound HTTPS address.
+func (s *Server) HTTPSAddr() string { return s.httpsLn.Addr().String() }
+
+// AdminAddr is the bound admin address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// CAPEM is the CA certificate that signs the server certificate.
+func (s *Server) CAPEM() []byte { return s.caPEM }
+
+// CAPath is where the CA certificate is written.
+func (s *Server) CAPath() string { return filepath.Join(s.cfg.DataDir, CAFile) }
+
+// HostName is the hub's first host name.
+func (s *Server) HostName() string { return s.cfg.HostNames[0] }
+
+// ServiceConnectionString returns the connection string of a policy.
+func (s *Server) ServiceConnectionString(policy string) (string, error) {
+	p, ok := s.hub.Policy(policy)
+	if !ok {
+		return "", fmt.Errorf("no policy %q", policy)
+	}
+	return connstr.Service{HostName: s.HostName(), SharedAccessKeyName: p.Name, SharedAccessKey: p.PrimaryKey}.String(), nil
+}
+
+// Hub returns the hub (for the emulator's own tests and tools).
+func (s *Server) Hub() *hub.Hub { return s.hub }
