@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -193,7 +192,7 @@ func (e *Error) MethodEnvelope(trackingID string, now time.Time) Envelope {
 // an *Error: the code comes from the iothub-errorcode header, the numeric
 // code or the "ErrorCode:" prefix in the body, else from the HTTP status.
 func ParseErrorResponse(status int, header string, body []byte) *Error {
-	e := &Error{Message: http.StatusText(status)}
+	e := &Error{Message: fmt.Sprintf("HTTP status %d", status)}
 	if c, ok := ParseErrorCode(header); ok {
 		e.Code = c
 	}

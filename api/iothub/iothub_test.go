@@ -225,7 +225,7 @@ func TestParseErrorResponse(t *testing.T) {
 		{"RegistryEnvelope", 409, "DeviceAlreadyExists", regBody, DeviceAlreadyExists, "A device with ID 'x' is already registered."},
 		{"MethodEnvelope", 404, "DeviceNotOnline", methBody, DeviceNotOnline, "not online"},
 		{"NoHeader", 409, "", regBody, DeviceAlreadyExists, "A device with ID 'x' is already registered."},
-		{"NotJSON", 502, "", []byte("<html>"), ErrorCode(502000), "Bad Gateway"},
+		{"NotJSON", 502, "", []byte("<html>"), ErrorCode(502000), "HTTP status 502"},
 		{"PlainMessage", 400, "ArgumentInvalid", []byte(`{"Message":"bad"}`), ArgumentInvalid, "bad"},
 	}
 	for _, tt := range tests {

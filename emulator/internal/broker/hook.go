@@ -141,7 +141,8 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 // errQoS2 closes a connection that publishes at QoS 2 (device-protocol §12).
-var errQoS2 = errors.New("QoS 2 publishes are not supported")
+// Wrapping ErrRejectPacket makes mochi end the connection.
+var errQoS2 = fmt.Errorf("%w: QoS 2 publishes are not supported", packets.ErrRejectPacket)
 
 // OnPacketRead closes the connection on a QoS 2 PUBLISH.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {

@@ -73,6 +73,8 @@ type Server struct {
 	mqttLn, httpsLn, adminLn net.Listener
 	https, admin             *http.Server
 	wg                       sync.WaitGroup
+	closeOnce                sync.Once
+	closeErr                 error
 }
 
 // Open starts the emulator.
@@ -221,8 +223,13 @@ func (s *Server) adminHandler() http.Handler {
 }
 
 // Close stops every listener and connection, waits for them and closes the
-// store.
+// store. Calls after the first return the first one's result.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, srv := range []*http.Server{s.https, s.admin} {

@@ -1,0 +1,478 @@
+package emulatortest_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
+	"github.com/iothub-emulator/iothub-emulator/api/sas"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func wantCode(t *testing.T, err error, code iothub.ErrorCode) {
+	t.Helper()
+	if got := iothub.CodeOf(err); got != code {
+		t.Fatalf("got %v (%v), want %v", got, err, code)
+	}
+}
+
+// Ensure that the tutorial's flow works end to end: a method reaches the
+// device, its answer reaches the caller, and the reported rebootTime is in
+// the twin the service reads.
+func TestRebootFlow(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	dev := e.Dial(t, e.AddDevice(t, "sim-1"), iotdevice.Options{})
+	ctx := testCtx(t)
+	rebooted := make(chan string, 1)
+	dev.OnMethod("rebootDevice", func(ctx context.Context, p json.RawMessage) (int, any) {
+		rebooted <- string(p)
+		return 200, map[string]string{"result": "Reboot started"}
+	})
+	res, err := svc.InvokeMethod(ctx, "sim-1", iothub.MethodRequest{MethodName: "rebootDevice", Payload: json.RawMessage(`{"delay":1}`)})
+	if err != nil || res.Status != 200 || string(res.Payload) != `{"result":"Reboot started"}` {
+		t.Fatalf("invoke: %+v, %v", res, err)
+	}
+	if got := <-rebooted; got != `{"delay":1}` {
+		t.Fatalf("device got payload %s", got)
+	}
+	at := time.Now().UTC().Format(time.RFC3339)
+	v, err := dev.UpdateReported(ctx, map[string]any{"rebootTime": at})
+	if err != nil || v != 2 {
+		t.Fatalf("reported: %d, %v", v, err)
+	}
+	tw, err := svc.Twin(ctx, "sim-1")
+	if err != nil || tw.Properties.Reported.Props["rebootTime"] != at || tw.ConnectionState != iothub.Connected {
+		t.Fatalf("twin: %+v, %v", tw, err)
+	}
+	d, _ := svc.Device(ctx, "sim-1")
+	if d.LastActivityTime.IsZero() || d.ConnectionState != iothub.Connected {
+		t.Fatalf("device %+v", d)
+	}
+}
+
+// Ensure that a method to one device never reaches another.
+func TestMethodIsolation(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	var calls [2]atomic.Int32
+	for i, id := range []string{"d1", "d2"} {
+		dev := e.Dial(t, e.AddDevice(t, id), iotdevice.Options{})
+		dev.OnMethod("ping", func(context.Context, json.RawMessage) (int, any) {
+			calls[i].Add(1)
+			return 200, id
+		})
+	}
+	ctx := testCtx(t)
+	for i := 0; i < 20; i++ {
+		res, err := svc.InvokeMethod(ctx, "d1", iothub.MethodRequest{MethodName: "ping"})
+		if err != nil || string(res.Payload) != `"d1"` {
+			t.Fatalf("call %d: %+v, %v", i, res, err)
+		}
+	}
+	if calls[0].Load() != 20 || calls[1].Load() != 0 {
+		t.Fatalf("calls: d1=%d d2=%d", calls[0].Load(), calls[1].Load())
+	}
+	res, err := svc.InvokeMethod(ctx, "d2", iothub.MethodRequest{MethodName: "nothing"})
+	if err != nil || res.Status != 404 {
+		t.Fatalf("unknown method: %+v, %v", res, err)
+	}
+}
+
+func TestMethodErrors(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	cs := e.AddDevice(t, "slow")
+	ctx := testCtx(t)
+	_, err := svc.InvokeMethod(ctx, "slow", iothub.MethodRequest{MethodName: "m"})
+	wantCode(t, err, iothub.DeviceNotOnline)
+	_, err = svc.InvokeMethod(ctx, "ghost", iothub.MethodRequest{MethodName: "m"})
+	wantCode(t, err, iothub.DeviceNotFound)
+	three := 3
+	_, err = svc.InvokeMethod(ctx, "slow", iothub.MethodRequest{MethodName: "m", ResponseTimeoutInSeconds: &three})
+	wantCode(t, err, iothub.ArgumentInvalid)
+
+	dev := e.Dial(t, cs, iotdevice.Options{})
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	dev.OnMethod("hang", func(context.Context, json.RawMessage) (int, any) { <-release; return 200, nil })
+	five := 5
+	start := time.Now()
+	_, err = svc.InvokeMethod(ctx, "slow", iothub.MethodRequest{MethodName: "hang", ResponseTimeoutInSeconds: &five})
+	wantCode(t, err, iothub.GatewayTimeout)
+	if took := time.Since(start); took > 5*time.Second || took < 4*time.Second {
+		t.Fatalf("504 after %v, want just before the 5 s response timeout", took)
+	}
+}
+
+// Ensure that a device connecting within connectTimeoutInSeconds is reached.
+func TestMethodWaitsForConnect(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "late")
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		dev, err := iotdevice.New(cs, iotdevice.Options{CAFile: e.CAFile()})
+		if err != nil {
+			return
+		}
+		dev.OnMethod("hello", func(context.Context, json.RawMessage) (int, any) { return 201, "hi" })
+		if dev.Connect(context.Background()) == nil {
+			t.Cleanup(dev.Close)
+		}
+	}()
+	ten := 10
+	res, err := e.Service(t).InvokeMethod(testCtx(t), "late", iothub.MethodRequest{MethodName: "hello", ConnectTimeoutInSeconds: &ten})
+	if err != nil || res.Status != 201 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+}
+
+func TestDesiredAndTwinErrors(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	dev := e.Dial(t, e.AddDevice(t, "d1"), iotdevice.Options{})
+	got := make(chan string, 4)
+	dev.OnDesired(func(p map[string]any, v int64) {
+		b, _ := json.Marshal(p)
+		got <- string(b) + " " + string(rune('0'+v))
+	})
+	ctx := testCtx(t)
+	tw, _ := svc.Twin(ctx, "d1")
+	if _, err := svc.UpdateTwin(ctx, "d1", iotservice.TwinPatch{Desired: map[string]any{"telemetryInterval": 10}}, tw.ETag); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != `{"telemetryInterval":10} 2` {
+		t.Fatalf("desired notification %s", g)
+	}
+	_, err := svc.UpdateTwin(ctx, "d1", iotservice.TwinPatch{Tags: map[string]any{"a": 1}}, tw.ETag)
+	wantCode(t, err, iothub.PreconditionFailed)
+	props, err := dev.Twin(ctx)
+	if err != nil || props.Desired.Version != 2 || props.Desired.Props["telemetryInterval"] != json.Number("10") {
+		t.Fatalf("device twin %+v, %v", props, err)
+	}
+	_, err = dev.UpdateReported(ctx, map[string]any{"bad": []any{nil}})
+	wantCode(t, err, iothub.ArgumentInvalid)
+	deep := map[string]any{"v": 1}
+	for i := 0; i < 11; i++ {
+		deep = map[string]any{"n": deep}
+	}
+	_, err = dev.UpdateReported(ctx, deep)
+	wantCode(t, err, iothub.ArgumentInvalid)
+	if v, err := dev.UpdateReported(ctx, map[string]any{"ok": true}); err != nil || v != 2 {
+		t.Fatalf("a good patch after bad ones: %d, %v", v, err)
+	}
+}
+
+func TestTelemetryAndWebSocket(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "ws-1")
+	dev := e.Dial(t, e.WebSocketString(cs), iotdevice.Options{WebSocket: true})
+	ctx := testCtx(t)
+	if err := dev.SendEvent(ctx, []byte(`{"t":21.5}`), topic.Properties{}.Set(topic.MessageID, "m-1").Set("alert", "high temp")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := e.Service(t).Messages(ctx, "ws-1")
+	if err != nil || len(msgs) != 1 || string(msgs[0].Body) != `{"t":21.5}` || msgs[0].Properties["alert"] != "high temp" || msgs[0].Properties["$.mid"] != "m-1" {
+		t.Fatalf("messages %+v, %v", msgs, err)
+	}
+	if _, err := dev.UpdateReported(ctx, map[string]any{"over": "websocket"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawClient connects with paho directly, to control the session and what
+// is subscribed.
+func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, clean bool, password string, msgs chan<- paho.Message) (paho.Client, error) {
+	t.Helper()
+	pem, _ := os.ReadFile(e.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	if password == "" {
+		tok, _ := sas.New(sas.DeviceResource(cs.HostName, cs.DeviceID, ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
+		password = tok.String()
+	}
+	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID(cs.DeviceID).
+		SetUsername(topic.Username{Host: cs.HostName, DeviceID: cs.DeviceID, APIVersion: iothub.APIVersion}.String()).
+		SetPassword(password).SetCleanSession(clean).SetProtocolVersion(4).SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).SetConnectTimeout(10 * time.Second).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			if msgs != nil {
+				msgs <- m
+			}
+		})
+	c := paho.NewClient(o)
+	tk := c.Connect()
+	tk.WaitTimeout(10 * time.Second)
+	if tk.Error() != nil {
+		return nil, tk.Error()
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, nil
+}
+
+func recv(t *testing.T, msgs <-chan paho.Message) paho.Message {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message from the hub")
+		return nil
+	}
+}
+
+// Ensure that with CleanSession=0 the subscriptions survive a reconnect
+// and an emulator restart, as the official Node SDK needs: it does not
+// re-subscribe its twin topics.
+func TestPersistentSession(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "p1")
+	msgs := make(chan paho.Message, 8)
+	c, err := rawClient(t, e, cs, false, "", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe(topic.FilterTwinResponses, 0, nil).Wait()
+	c.Publish(topic.PatchReported("1").String(), 1, false, []byte(`{"a":1}`)).Wait()
+	if m := recv(t, msgs); m.Topic() != "$iothub/twin/res/204/?$rid=1&$version=2" || len(m.Payload()) != 0 {
+		t.Fatalf("got %s %q", m.Topic(), m.Payload())
+	}
+	c.Disconnect(0)
+
+	e = e.Restart(t)
+	c, err = rawClient(t, e, cs, false, "", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish(topic.GetTwin("2").String(), 0, false, []byte(" ")).Wait()
+	m := recv(t, msgs)
+	if m.Topic() != "$iothub/twin/res/200/?$rid=2" || string(m.Payload()) != `{"desired":{"$version":1},"reported":{"a":1,"$version":2}}` {
+		t.Fatalf("after restart: %s %s", m.Topic(), m.Payload())
+	}
+	c.Disconnect(0)
+	c, _ = rawClient(t, e, cs, true, "", msgs)
+	c.Publish(topic.GetTwin("3").String(), 1, false, nil).Wait()
+	select {
+	case m := <-msgs:
+		t.Fatalf("a clean session received %s", m.Topic())
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "d1")
+	other := e.AddDevice(t, "d2")
+	expired, _ := sas.New(sas.DeviceResource(cs.HostName, "d1", ""), "", cs.SharedAccessKey, time.Now().Add(-time.Hour))
+	othersToken, _ := sas.New(sas.DeviceResource(cs.HostName, "d2", ""), "", other.SharedAccessKey, time.Now().Add(time.Hour))
+	for name, pw := range map[string]string{
+		"WrongKey":     mustToken(t, cs, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+		"Expired":      expired.String(),
+		"OtherDevices": othersToken.String(),
+		"Garbage":      "password",
+	} {
+		if _, err := rawClient(t, e, cs, false, pw, nil); err == nil || !strings.Contains(err.Error(), "not Authorized") {
+			t.Errorf("%s: got %v, want CONNACK 5 (not authorized)", name, err)
+		}
+	}
+}
+
+func mustToken(t *testing.T, cs connstr.Device, key string) string {
+	tok, err := sas.New(sas.DeviceResource(cs.HostName, cs.DeviceID, ""), "", key, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.String()
+}
+
+// Ensure that a bad packet or topic closes only the offending connection.
+func TestBadInputClosesOnlyThatConnection(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	good := e.Dial(t, e.AddDevice(t, "good"), iotdevice.Options{})
+	good.OnMethod("ping", func(context.Context, json.RawMessage) (int, any) { return 200, "pong" })
+	bad := e.AddDevice(t, "bad")
+	ctx := testCtx(t)
+	check := func(name string) {
+		t.Helper()
+		res, err := e.Service(t).InvokeMethod(ctx, "good", iothub.MethodRequest{MethodName: "ping"})
+		if err != nil || string(res.Payload) != `"pong"` {
+			t.Fatalf("%s: the other device was disturbed: %+v, %v", name, res, err)
+		}
+	}
+	closes := map[string]func(paho.Client){
+		"OtherDevicesTopic": func(c paho.Client) { c.Publish("devices/good/messages/events/", 1, false, "x") },
+		"UnknownTopic":      func(c paho.Client) { c.Publish("sensors/temperature", 0, false, "x") },
+		"QoS2":              func(c paho.Client) { c.Publish("devices/bad/messages/events/", 2, false, "x") },
+		"HubTopic":          func(c paho.Client) { c.Publish(topic.Desired(1).String(), 0, false, "{}") },
+		"OtherDevicesFilter": func(c paho.Client) {
+			c.Subscribe(topic.FilterC2D("good"), 1, nil)
+		},
+	}
+	for name, act := range closes {
+		lost := make(chan struct{})
+		pem, _ := os.ReadFile(e.CAFile())
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID("bad").
+			SetUsername(topic.Username{Host: bad.HostName, DeviceID: "bad", APIVersion: iothub.APIVersion}.String()).
+			SetPassword(mustToken(t, bad, bad.SharedAccessKey)).SetAutoReconnect(false).SetProtocolVersion(4).
+			SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).
+			SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+		c := paho.NewClient(o)
+		if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+			t.Fatalf("%s: connect: %v", name, tk.Error())
+		}
+		act(c)
+		select {
+		case <-lost:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the connection stayed open", name)
+		}
+		check(name)
+	}
+
+	t.Run("MalformedPacket", func(t *testing.T) {
+		pem, _ := os.ReadFile(e.CAFile())
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		conn, err := tls.Dial("tcp", e.MQTTAddr(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write([]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02}) // CONNECT with an invalid remaining length
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 16))
+		var ne net.Error
+		if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+			t.Fatalf("the connection was not closed: %v", err)
+		}
+		check("MalformedPacket")
+	})
+}
+
+// Ensure that the hub closes a connection whose token expires.
+func TestTokenExpiryCloses(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) { c.TokenSkew = -1 }))
+	cs := e.AddDevice(t, "d1")
+	tok, _ := sas.New(sas.DeviceResource(cs.HostName, "d1", ""), "", cs.SharedAccessKey, time.Now().Add(2*time.Second))
+	lost := make(chan struct{})
+	pem, _ := os.ReadFile(e.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID("d1").
+		SetUsername(topic.Username{Host: cs.HostName, DeviceID: "d1", APIVersion: iothub.APIVersion}.String()).
+		SetPassword(tok.String()).SetAutoReconnect(false).SetProtocolVersion(4).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).
+		SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+	c := paho.NewClient(o)
+	if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("connect: %v", tk.Error())
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection outlived its token")
+	}
+}
+
+// Ensure that REST errors have the IoT Hub shape: status, iothub-errorcode
+// header, JSON envelope.
+func TestRESTErrors(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	pem, _ := os.ReadFile(e.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	svc := e.ServiceString()
+	tok, _ := sas.New(svc.HostName, svc.SharedAccessKeyName, svc.SharedAccessKey, time.Now().Add(time.Hour))
+	base := "https://" + svc.HostName
+	tests := []struct {
+		name, method, path, auth, body string
+		status                         int
+		code                           string
+	}{
+		{"NoAPIVersion", "GET", "/devices/x", tok.String(), "", 400, "InvalidProtocolVersion"},
+		{"UnknownAPIVersion", "GET", "/devices/x?api-version=2099-01-01", tok.String(), "", 400, "InvalidProtocolVersion"},
+		{"NoAuth", "GET", "/devices/x?api-version=2021-04-12", "", "", 401, "IotHubUnauthorizedAccess"},
+		{"UnknownRoute", "GET", "/configurations/x?api-version=2021-04-12", tok.String(), "", 404, "NotFound"},
+		{"UnknownDevice", "GET", "/devices/x?api-version=2021-04-12", tok.String(), "", 404, "DeviceNotFound"},
+		{"BadJSON", "PUT", "/devices/x?api-version=2021-04-12", tok.String(), "{", 400, "IotHubFormatError"},
+		{"InvalidID", "PUT", "/devices/a%20b?api-version=2021-04-12", tok.String(), "{}", 400, "ArgumentInvalid"},
+		{"MethodOffline", "POST", "/twins/x/methods?api-version=2021-04-12", tok.String(), `{"methodName":"m"}`, 404, "DeviceNotFound"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, base+tt.path, strings.NewReader(tt.body))
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var env iothub.Envelope
+			json.NewDecoder(resp.Body).Decode(&env)
+			if resp.StatusCode != tt.status || resp.Header.Get("iothub-errorcode") != tt.code ||
+				!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || env.Message == "" {
+				t.Fatalf("got %d %q %q %+v", resp.StatusCode, resp.Header.Get("iothub-errorcode"), resp.Header.Get("Content-Type"), env)
+			}
+		})
+	}
+}
+
+// Ensure that the admin port serves health and the CA.
+func TestAdmin(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	resp, err := http.Get("http://" + e.AdminAddr() + "/health")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("health: %v", err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + e.AdminAddr() + "/ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := make([]byte, 64)
+	n, _ := resp.Body.Read(b)
+	if !strings.HasPrefix(string(b[:n]), "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("ca.pem: %q", b[:n])
+	}
+}
