@@ -44,3 +44,7 @@ clean:
 
 ## check: what CI runs (the README's test command)
 check: lint test
+
+## demo: the emulator, a simulated device and the invoker's reboot flow
+demo: build
+	bash .ci/demo

@@ -275,8 +275,8 @@ func (c *Client) Close() {
 	default:
 	}
 	close(c.closed)
+	c.wg.Wait() // method answers in flight are published first
 	c.cli.Disconnect(250)
-	c.wg.Wait()
 }
 
 // IsConnected reports whether the client is connected now.
@@ -345,7 +345,10 @@ func (c *Client) answer(name, rid string, payload []byte) {
 	if err != nil {
 		status, body = 500, []byte(`{"message":"the response could not be encoded"}`)
 	}
-	c.cli.Publish(topic.MethodResult(status, rid).String(), 0, false, body)
+	t := c.cli.Publish(topic.MethodResult(status, rid).String(), 0, false, body)
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		c.log.Warn("method response not sent", "method", name, "error", t.Error())
+	}
 }
 
 // Twin returns the device's desired and reported properties

@@ -1,0 +1,121 @@
+// Package cmdline is the command-line plumbing the three programs share:
+// flags with environment-variable twins and structured loggers. It lives
+// under api/ because api/ is the one tree all three programs import; it
+// holds no IoT Hub knowledge.
+package cmdline
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Flags registers flags on a FlagSet, each with an environment-variable
+// twin: the variable sets the default, the flag overrides it.
+type Flags struct {
+	*flag.FlagSet
+	prefix string
+	errs   []string
+}
+
+// NewFlags returns flags for program name whose variables start with prefix.
+func NewFlags(name, prefix string) *Flags {
+	return &Flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), prefix: prefix}
+}
+
+// EnvName is the environment variable of flag name: prefix + NAME_IN_CAPS.
+func (f *Flags) EnvName(name string) string {
+	return f.prefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (f *Flags) env(name string) (string, bool) {
+	return os.LookupEnv(f.EnvName(name))
+}
+
+func (f *Flags) usage(name, usage string) string {
+	return usage + " (env " + f.EnvName(name) + ")"
+}
+
+// String registers a string flag.
+func (f *Flags) String(name, def, usage string) *string {
+	if v, ok := f.env(name); ok {
+		def = v
+	}
+	return f.FlagSet.String(name, def, f.usage(name, usage))
+}
+
+// Bool registers a bool flag.
+func (f *Flags) Bool(name string, def bool, usage string) *bool {
+	if v, ok := f.env(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q is not a boolean", f.EnvName(name), v))
+		}
+		def = b
+	}
+	return f.FlagSet.Bool(name, def, f.usage(name, usage))
+}
+
+// Int registers an int flag.
+func (f *Flags) Int(name string, def int, usage string) *int {
+	if v, ok := f.env(name); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q is not an integer", f.EnvName(name), v))
+		}
+		def = n
+	}
+	return f.FlagSet.Int(name, def, f.usage(name, usage))
+}
+
+// Duration registers a duration flag.
+func (f *Flags) Duration(name string, def time.Duration, usage string) *time.Duration {
+	if v, ok := f.env(name); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q is not a duration", f.EnvName(name), v))
+		}
+		def = d
+	}
+	return f.FlagSet.Duration(name, def, f.usage(name, usage))
+}
+
+// Parse parses args and reports bad environment values too.
+func (f *Flags) Parse(args []string) error {
+	if len(f.errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(f.errs, "; "))
+	}
+	return f.FlagSet.Parse(args)
+}
+
+// Logger returns a slog logger writing text or JSON at level to w.
+func Logger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: use text or json", format)
+}
+
+// SplitList splits a comma-separated list, dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,34 @@
+package cmdline
+
+import (
+	"testing"
+	"time"
+)
+
+func TestEnvTwins(t *testing.T) {
+	t.Setenv("X_DATA_DIR", "/from/env")
+	t.Setenv("X_COUNT", "7")
+	t.Setenv("X_WAIT", "2s")
+	t.Setenv("X_LOUD", "true")
+	f := NewFlags("x", "X_")
+	dir := f.String("data-dir", "./data", "where")
+	n := f.Int("count", 1, "how many")
+	w := f.Duration("wait", time.Second, "how long")
+	loud := f.Bool("loud", false, "noise")
+	other := f.String("other", "def", "unset")
+	if err := f.Parse([]string{"-count", "9"}); err != nil {
+		t.Fatal(err)
+	}
+	if *dir != "/from/env" || *n != 9 || *w != 2*time.Second || !*loud || *other != "def" {
+		t.Fatalf("got %q %d %v %v %q", *dir, *n, *w, *loud, *other)
+	}
+	t.Setenv("X_BAD", "many")
+	g := NewFlags("x", "X_")
+	g.Int("bad", 1, "")
+	if err := g.Parse(nil); err == nil {
+		t.Fatal("a bad environment value was accepted")
+	}
+	if got := SplitList(" a, ,b "); len(got) != 2 || got[1] != "b" {
+		t.Fatalf("SplitList = %q", got)
+	}
+}

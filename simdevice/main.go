@@ -1,0 +1,96 @@
+// Command simdevice runs simulated IoT devices against Azure IoT Hub or the
+// emulator. Each device answers rebootDevice (answer, go offline, come back,
+// report rebootTime), firmwareUpdate (report progress through
+// properties.reported.firmware) and factoryReset, applies desired
+// telemetryInterval and sends telemetry.
+//
+//	simdevice -connection-string "HostName=...;DeviceId=...;SharedAccessKey=..." [-ca-file ca.pem]
+//	simdevice -count 1000 -service-connection-string "HostName=...;SharedAccessKeyName=...;..." [-gateway-host-name localhost:8883]
+//
+// Every flag has an environment-variable twin, SIMDEVICE_<FLAG>.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
+	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "simdevice:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	conn      string
+	service   string
+	gateway   string
+	count     int
+	prefix    string
+	parallel  int
+	summary   time.Duration
+	opts      iotdevice.Options
+	behaviour behaviour
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	f := cmdline.NewFlags("simdevice", "SIMDEVICE_")
+	f.SetOutput(stderr)
+	var cfg config
+	conn := f.String("connection-string", "", "device connection string (one device)")
+	svc := f.String("service-connection-string", "", "service connection string, to register the devices of -count")
+	gw := f.String("gateway-host-name", "", "host[:port] the devices connect to, when it differs from the hub's HostName")
+	count := f.Int("count", 0, "run this many devices in one process (needs -service-connection-string)")
+	prefix := f.String("id-prefix", "sim-", "device id prefix in fleet mode: sim-1, sim-2, ...")
+	parallel := f.Int("connect-parallelism", 64, "devices connecting at once in fleet mode")
+	summary := f.Duration("summary-interval", 30*time.Second, "how often fleet mode logs a summary")
+	caFile := f.String("ca-file", "", "PEM CA file to trust instead of the system roots (the emulator's ca.pem)")
+	ws := f.Bool("websocket", false, "MQTT over WebSocket on port 443")
+	reboot := f.Duration("reboot-delay", 5*time.Second, "how long a simulated reboot keeps the device offline")
+	telemetry := f.Duration("telemetry-interval", 10*time.Second, "time between telemetry messages (0: none)")
+	step := f.Duration("firmware-step-delay", 2*time.Second, "time between firmware-update stages")
+	fw := f.String("firmware-version", "1.0.0", "firmware version reported at start")
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	logFormat := f.String("log-format", "text", "text or json")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	log, err := cmdline.Logger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg = config{conn: *conn, service: *svc, gateway: *gw, count: *count, prefix: *prefix, parallel: *parallel, summary: *summary,
+		opts:      iotdevice.Options{CAFile: *caFile, WebSocket: *ws, Logger: log},
+		behaviour: behaviour{RebootDelay: *reboot, TelemetryInterval: *telemetry, FirmwareVersion: *fw, StepDelay: *step}}
+	if cfg.count > 0 {
+		return runFleet(ctx, cfg, log, stderr)
+	}
+	if cfg.conn == "" {
+		return errors.New("give -connection-string for one device, or -count with -service-connection-string for a fleet")
+	}
+	cs, err := connstr.ParseDevice(cfg.conn)
+	if err != nil {
+		return err
+	}
+	if cfg.gateway != "" {
+		cs.GatewayHostName = cfg.gateway
+	}
+	log.Info("simulated device starting", "device", cs.DeviceID, "host", cs.HostName)
+	return newSim(cs, cfg.opts, cfg.behaviour, log, &stats{}).run(ctx)
+}
