@@ -476,3 +476,46 @@ func TestAdmin(t *testing.T) {
 		t.Fatalf("ca.pem: %q", b[:n])
 	}
 }
+
+// Ensure that queries see what real devices report over MQTT, page with
+// continuation tokens, and reject what Azure rejects.
+func TestQuery(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := testCtx(t)
+	for i := 1; i <= 5; i++ {
+		id := "q-" + string(rune('0'+i))
+		dev := e.Dial(t, e.AddDevice(t, id), iotdevice.Options{})
+		if i%2 == 1 {
+			if _, err := dev.UpdateReported(ctx, map[string]any{"rebootTime": "2024-01-0" + string(rune('0'+i)) + "T00:00:00Z"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.AddDevice(t, "query") // a device named like the route
+	rows, err := svc.Query(ctx, "SELECT * FROM devices WHERE IS_DEFINED(properties.reported.rebootTime)", 2)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("got %d rows, %v", len(rows), err)
+	}
+	var tw iothub.Twin
+	json.Unmarshal(rows[2], &tw)
+	if tw.DeviceID != "q-5" || tw.Properties.Reported.Props["rebootTime"] != "2024-01-05T00:00:00Z" {
+		t.Fatalf("last row %s", rows[2])
+	}
+	rows, err = svc.Query(ctx, "SELECT deviceId, properties.reported.rebootTime AS rebootTime FROM devices WHERE properties.reported.rebootTime > '2024-01-02'", 0)
+	if err != nil || len(rows) != 2 || string(rows[0]) != `{"deviceId":"q-3","rebootTime":"2024-01-03T00:00:00Z"}` {
+		t.Fatalf("projection: %s, %v", rows, err)
+	}
+	rows, err = svc.Query(ctx, "SELECT connectionState, COUNT() AS n FROM devices GROUP BY connectionState", 0)
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("group by: %s, %v", rows, err)
+	}
+	_, err = svc.Query(ctx, "SELECT * FROM devices ORDER BY deviceId", 0)
+	if iothub.CodeOf(err) != iothub.ArgumentInvalid || !strings.Contains(err.Error(), "position 22") {
+		t.Fatalf("ORDER BY: %v", err)
+	}
+	if d, err := svc.Device(ctx, "query"); err != nil || d.DeviceID != "query" {
+		t.Fatalf("GET /devices/query: %+v, %v", d, err)
+	}
+}

@@ -65,6 +65,7 @@ func (s *Server) routes() http.Handler {
 		s.writeError(w, r, iothub.Errorf(iothub.MethodNotAllowed, "%s is not supported on %s.", r.Method, r.URL.Path))
 	})
 	read, write, svc := s.need(hub.RegistryRead), s.need(hub.RegistryWrite), s.need(hub.ServiceConnect)
+	r.With(svc).Post("/devices/query", s.handleQuery)
 	r.With(read).Get("/devices", s.handleListDevices)
 	r.With(read).Get("/devices/{id}", s.handleGetDevice)
 	r.With(write).Put("/devices/{id}", s.handlePutDevice)
