@@ -43,8 +43,12 @@ clean:
 	rm -rf $(BIN)
 
 ## check: what CI runs (the README's test command)
-check: lint test
+check: lint test conformance
 
 ## demo: the emulator, a simulated device and the invoker's reboot flow
 demo: build
 	bash .ci/demo
+
+## conformance: the official Azure IoT Node.js SDKs against the emulator
+conformance: build
+	bash .ci/conformance
