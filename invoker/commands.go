@@ -99,7 +99,7 @@ func cmdReboot(ctx context.Context, e *env, args []string) error {
 	if *e.output == "text" {
 		fmt.Fprintf(e.stdout, "waiting for %s to report rebootTime...\n", *id)
 	}
-	at, err := watchTwin(ctx, e.svc, *id, *timeout, func(t iothub.Twin) (string, bool) {
+	at, err := watchTwin(ctx, e.svc, *id, *timeout, 2*time.Second, func(t iothub.Twin) (string, bool) {
 		s, _ := t.Properties.Reported.Props["rebootTime"].(string)
 		rt, err := time.Parse(time.RFC3339Nano, s)
 		return s, err == nil && rt.After(called)
@@ -139,7 +139,8 @@ func cmdFirmware(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("device %q refused the update with status %d", *id, res.Status)
 	}
 	last := ""
-	_, err = watchTwin(ctx, e.svc, *id, *timeout, func(t iothub.Twin) (string, bool) {
+	// Poll often enough to show each stage of the update.
+	_, err = watchTwin(ctx, e.svc, *id, *timeout, 250*time.Millisecond, func(t iothub.Twin) (string, bool) {
 		fw, _ := t.Properties.Reported.Props["firmware"].(map[string]any)
 		status, _ := fw["status"].(string)
 		v, _ := fw["version"].(string)
@@ -157,9 +158,9 @@ func cmdFirmware(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// watchTwin polls the twin, backing off from 250 ms to 2 s, until done
-// says so or timeout passes.
-func watchTwin(ctx context.Context, svc *iotservice.Client, id string, timeout time.Duration, done func(iothub.Twin) (string, bool)) (string, error) {
+// watchTwin polls the twin, backing off from 250 ms to maxWait, until
+// done says so or timeout passes.
+func watchTwin(ctx context.Context, svc *iotservice.Client, id string, timeout, maxWait time.Duration, done func(iothub.Twin) (string, bool)) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	wait := 250 * time.Millisecond
@@ -177,7 +178,7 @@ func watchTwin(ctx context.Context, svc *iotservice.Client, id string, timeout t
 			return "", fmt.Errorf("timed out after %s", timeout)
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 2*time.Second)
+		wait = min(wait*2, maxWait)
 	}
 }
 
@@ -198,17 +199,18 @@ func cmdTwin(ctx context.Context, e *env, sub string, args []string) error {
 	case "show":
 		t, err = e.svc.Twin(ctx, *id)
 	case "update":
-		var patch iotservice.TwinPatch
-		if patch.Desired, err = parseObject("desired", *desired); err != nil {
+		d, err := parseObject("desired", *desired)
+		if err != nil {
 			return err
 		}
-		if patch.Tags, err = parseObject("tags", *tags); err != nil {
+		tg, err := parseObject("tags", *tags)
+		if err != nil {
 			return err
 		}
-		if patch.Desired == nil && patch.Tags == nil {
+		if d == nil && tg == nil {
 			return fmt.Errorf("%w: twin update needs -desired or -tags", errUsage)
 		}
-		t, err = e.svc.UpdateTwin(ctx, *id, patch, *etag)
+		t, err = e.svc.UpdateTwin(ctx, *id, iothub.NewTwinPatch(tg, d), *etag)
 	default:
 		return fmt.Errorf("%w: twin show|update", errUsage)
 	}

@@ -9,6 +9,8 @@
 //	invoker twin show|update -device ID [-desired JSON] [-tags JSON] [-etag E]
 //	invoker device create|show|delete -device ID;  invoker device list
 //	invoker query "SELECT * FROM devices WHERE ..."
+//	invoker job reboot|method|twin -condition "tags.site = 'lab'" ...   schedule a job and follow it
+//	invoker job show|cancel -id ID;  invoker job list
 //	invoker messages -device ID                     recent telemetry (emulator only)
 //
 // Common flags: -connection-string (IOTHUB_CONNECTION_STRING), -ca-file
@@ -50,7 +52,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: invoker reboot|firmware|invoke|twin|device|query|messages [flags]; run a command with -h for its flags")
+var errUsage = errors.New("usage: invoker reboot|firmware|invoke|twin|device|query|job|messages [flags]; run a command with -h for its flags")
 
 // env is what every command gets: its flags, a client and the output.
 type env struct {
@@ -110,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	sub := ""
-	if (cmd == "twin" || cmd == "device") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+	if (cmd == "twin" || cmd == "device" || cmd == "job") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		sub, rest = rest[0], rest[1:]
 	}
 	e := newEnv(strings.TrimSpace(cmd+" "+sub), stdout, stderr)
@@ -127,6 +129,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDevice(ctx, e, sub, rest)
 	case "query":
 		return cmdQuery(ctx, e, rest)
+	case "job":
+		return cmdJob(ctx, e, sub, rest)
 	case "messages":
 		return cmdMessages(ctx, e, rest)
 	}

@@ -56,7 +56,7 @@ type Job struct {
 	EndTime                   *Time          `json:"endTime,omitempty"`
 	MaxExecutionTimeInSeconds int64          `json:"maxExecutionTimeInSeconds,omitempty"`
 	CloudToDeviceMethod       *MethodRequest `json:"cloudToDeviceMethod,omitempty"`
-	UpdateTwin                *Twin          `json:"updateTwin,omitempty"`
+	UpdateTwin                *TwinPatch     `json:"updateTwin,omitempty"`
 	FailureReason             string         `json:"failureReason,omitempty"`
 	StatusMessage             string         `json:"statusMessage,omitempty"`
 	DeviceJobStatistics       *JobStatistics `json:"deviceJobStatistics,omitempty"`

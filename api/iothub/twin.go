@@ -37,6 +37,42 @@ type TwinProperties struct {
 	Reported TwinCollection `json:"reported"`
 }
 
+// TwinPatch is the body of a twin PATCH (merge) or PUT (replace) and the
+// updateTwin of a scheduleUpdateTwin job: only tags and desired properties
+// are applied; everything else a client sends (C# round-trips the whole
+// twin) is ignored (service-api §4.4, §7.1).
+type TwinPatch struct {
+	ETag       string           `json:"etag,omitempty"`
+	Tags       map[string]any   `json:"tags,omitempty"`
+	Properties *PatchProperties `json:"properties,omitempty"`
+}
+
+// PatchProperties holds the desired properties of a TwinPatch.
+type PatchProperties struct {
+	Desired TwinCollection `json:"desired"`
+}
+
+// NewTwinPatch returns a patch of tags and desired properties; a nil map
+// leaves that section alone, a nil member value deletes the member.
+func NewTwinPatch(tags, desired map[string]any) TwinPatch {
+	p := TwinPatch{Tags: tags}
+	if desired != nil {
+		p.Properties = &PatchProperties{Desired: TwinCollection{Props: desired}}
+	}
+	return p
+}
+
+// DesiredProps returns the patch's desired properties, nil when absent.
+func (p TwinPatch) DesiredProps() map[string]any {
+	if p.Properties == nil {
+		return nil
+	}
+	if p.Properties.Desired.Props == nil {
+		return map[string]any{}
+	}
+	return p.Properties.Desired.Props
+}
+
 // TwinCollection is one section of a twin (desired or reported): the user's
 // properties plus the read-only $version and $metadata members, which share
 // the same JSON object on the wire (service-api §4.1).

@@ -203,30 +203,9 @@ func (c *Client) Twin(ctx context.Context, id string) (iothub.Twin, error) {
 	return out, err
 }
 
-// TwinPatch is a twin update: tags and desired properties; nil leaves a
-// section alone, a nil member value deletes that member.
-type TwinPatch struct {
-	Tags    map[string]any `json:"tags,omitempty"`
-	Desired map[string]any `json:"-"`
-}
-
-func (p TwinPatch) MarshalJSON() ([]byte, error) {
-	type props struct {
-		Desired map[string]any `json:"desired"`
-	}
-	v := struct {
-		Tags       map[string]any `json:"tags,omitempty"`
-		Properties *props         `json:"properties,omitempty"`
-	}{Tags: p.Tags}
-	if p.Desired != nil {
-		v.Properties = &props{Desired: p.Desired}
-	}
-	return json.Marshal(v)
-}
-
 // UpdateTwin merges patch into a twin; etag "" updates unconditionally,
 // otherwise a stale etag is a PreconditionFailed error.
-func (c *Client) UpdateTwin(ctx context.Context, id string, patch TwinPatch, etag string) (iothub.Twin, error) {
+func (c *Client) UpdateTwin(ctx context.Context, id string, patch iothub.TwinPatch, etag string) (iothub.Twin, error) {
 	if etag == "" {
 		etag = "*"
 	}
@@ -252,27 +231,79 @@ func (c *Client) InvokeMethod(ctx context.Context, id string, req iothub.MethodR
 // Query runs an IoT Hub query and returns every row, following
 // continuation tokens; pageSize 0 lets the hub choose (service-api §6.1).
 func (c *Client) Query(ctx context.Context, query string, pageSize int) ([]json.RawMessage, error) {
+	return c.pages(ctx, request{method: http.MethodPost, path: "/devices/query", body: iothub.QuerySpec{Query: query}}, pageSize)
+}
+
+// pages sends r once per page, following x-ms-continuation until the hub
+// stops sending it, and returns every row.
+func (c *Client) pages(ctx context.Context, r request, pageSize int) ([]json.RawMessage, error) {
 	var all []json.RawMessage
 	cont := ""
 	for {
-		h := http.Header{}
+		r.header = http.Header{}
 		if pageSize > 0 {
-			h.Set(iothub.HeaderMaxItemCount, strconv.Itoa(pageSize))
+			r.header.Set(iothub.HeaderMaxItemCount, strconv.Itoa(pageSize))
 		}
 		if cont != "" {
-			h.Set(iothub.HeaderContinuation, cont)
+			r.header.Set(iothub.HeaderContinuation, cont)
 		}
 		var page []json.RawMessage
-		rh, err := c.do(ctx, request{method: http.MethodPost, path: "/devices/query", header: h, body: iothub.QuerySpec{Query: query}, out: &page})
+		r.out = &page
+		rh, err := c.do(ctx, r)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, page...)
-		cont = rh.Get(iothub.HeaderContinuation)
-		if cont == "" {
+		if cont = rh.Get(iothub.HeaderContinuation); cont == "" {
 			return all, nil
 		}
 	}
+}
+
+func jobPath(id string) string { return "/jobs/v2/" + url.PathEscape(id) }
+
+// ScheduleJob creates a scheduleDeviceMethod or scheduleUpdateTwin job
+// (service-api §7.1).
+func (c *Client) ScheduleJob(ctx context.Context, j iothub.Job) (iothub.Job, error) {
+	var out iothub.Job
+	_, err := c.do(ctx, request{method: http.MethodPut, path: jobPath(j.JobID), body: j, out: &out})
+	return out, err
+}
+
+// Job returns a job with its statistics.
+func (c *Client) Job(ctx context.Context, id string) (iothub.Job, error) {
+	var out iothub.Job
+	_, err := c.do(ctx, request{method: http.MethodGet, path: jobPath(id), out: &out})
+	return out, err
+}
+
+// CancelJob cancels a job.
+func (c *Client) CancelJob(ctx context.Context, id string) (iothub.Job, error) {
+	var out iothub.Job
+	_, err := c.do(ctx, request{method: http.MethodPost, path: jobPath(id) + "/cancel", out: &out})
+	return out, err
+}
+
+// Jobs lists jobs, optionally of one type and status.
+func (c *Client) Jobs(ctx context.Context, jobType iothub.JobType, status iothub.JobStatus) ([]iothub.Job, error) {
+	q := url.Values{}
+	if jobType != "" {
+		q.Set("jobType", string(jobType))
+	}
+	if status != "" {
+		q.Set("jobStatus", string(status))
+	}
+	rows, err := c.pages(ctx, request{method: http.MethodGet, path: "/jobs/v2/query", query: q}, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]iothub.Job, len(rows))
+	for i, r := range rows {
+		if err := json.Unmarshal(r, &out[i]); err != nil {
+			return nil, fmt.Errorf("iotservice: decode job: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // Message is a device-to-cloud message kept by the emulator.

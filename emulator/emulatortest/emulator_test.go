@@ -19,7 +19,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
-	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
@@ -166,13 +165,13 @@ func TestDesiredAndTwinErrors(t *testing.T) {
 	})
 	ctx := testCtx(t)
 	tw, _ := svc.Twin(ctx, "d1")
-	if _, err := svc.UpdateTwin(ctx, "d1", iotservice.TwinPatch{Desired: map[string]any{"telemetryInterval": 10}}, tw.ETag); err != nil {
+	if _, err := svc.UpdateTwin(ctx, "d1", iothub.NewTwinPatch(nil, map[string]any{"telemetryInterval": 10}), tw.ETag); err != nil {
 		t.Fatal(err)
 	}
 	if g := <-got; g != `{"telemetryInterval":10} 2` {
 		t.Fatalf("desired notification %s", g)
 	}
-	_, err := svc.UpdateTwin(ctx, "d1", iotservice.TwinPatch{Tags: map[string]any{"a": 1}}, tw.ETag)
+	_, err := svc.UpdateTwin(ctx, "d1", iothub.NewTwinPatch(map[string]any{"a": 1}, nil), tw.ETag)
 	wantCode(t, err, iothub.PreconditionFailed)
 	props, err := dev.Twin(ctx)
 	if err != nil || props.Desired.Version != 2 || props.Desired.Props["telemetryInterval"] != json.Number("10") {

@@ -3,7 +3,9 @@
 //
 // Layout: bucket "devices" maps a device id to its record as JSON (the
 // identity, the twin and the persistent session, written together so they
-// never diverge); bucket "meta" holds "schema" = "1".
+// never diverge); bucket "jobs" maps a job id to the job as JSON; bucket
+// "deviceJobs" maps "{jobId}\x00{deviceId}" to one device's record of a job;
+// bucket "meta" holds "schema" = "1".
 //
 // Put uses bbolt's batching: concurrent Puts share one transaction and one
 // fsync, and each returns only after that commit, so an acknowledged write
@@ -22,12 +24,15 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
 var (
 	bucketDevices = []byte("devices")
 	bucketMeta    = []byte("meta")
+	bucketJobs    = []byte("jobs")
+	bucketDevJobs = []byte("deviceJobs")
 	keySchema     = []byte("schema")
 )
 
@@ -58,8 +63,10 @@ func Open(path string, opts Options) (*Store, error) {
 		db.MaxBatchDelay = opts.MaxBatchDelay
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketDevices); err != nil {
-			return err
+		for _, b := range [][]byte{bucketDevices, bucketJobs, bucketDevJobs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -88,9 +95,7 @@ func (s *Store) Load(fn func(hub.Record) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
 			var rec hub.Record
-			d := json.NewDecoder(bytes.NewReader(v))
-			d.UseNumber() // twin values keep their exact numbers
-			if err := d.Decode(&rec); err != nil {
+			if err := decodeJSON(v, &rec); err != nil {
 				return fmt.Errorf("device %q: %w", k, err)
 			}
 			return fn(rec)
@@ -127,4 +132,56 @@ func (s *Store) Len() (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// PutJob stores a job durably.
+func (s *Store) PutJob(j *iothub.Job) error {
+	v, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode job %q: %w", j.JobID, err)
+	}
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketJobs).Put([]byte(j.JobID), v)
+	})
+}
+
+// PutDeviceJob stores one device's record of a job durably.
+func (s *Store) PutDeviceJob(dj *iothub.DeviceJob) error {
+	v, err := json.Marshal(dj)
+	if err != nil {
+		return fmt.Errorf("encode device job %q/%q: %w", dj.JobID, dj.DeviceID, err)
+	}
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDevJobs).Put([]byte(dj.JobID+"\x00"+dj.DeviceID), v)
+	})
+}
+
+// LoadJobs calls fn for each job with its device records.
+func (s *Store) LoadJobs(fn func(iothub.Job, []iothub.DeviceJob) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		dc := tx.Bucket(bucketDevJobs).Cursor()
+		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+			var j iothub.Job
+			if err := decodeJSON(v, &j); err != nil {
+				return fmt.Errorf("job %q: %w", k, err)
+			}
+			var djs []iothub.DeviceJob
+			prefix := append(append([]byte{}, k...), 0)
+			for dk, dv := dc.Seek(prefix); dk != nil && bytes.HasPrefix(dk, prefix); dk, dv = dc.Next() {
+				var dj iothub.DeviceJob
+				if err := decodeJSON(dv, &dj); err != nil {
+					return fmt.Errorf("device job %q: %w", dk, err)
+				}
+				djs = append(djs, dj)
+			}
+			return fn(j, djs)
+		})
+	})
+}
+
+// decodeJSON decodes v keeping numbers exact, as twin values need.
+func decodeJSON(v []byte, out any) error {
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.UseNumber()
+	return d.Decode(out)
 }

@@ -65,6 +65,9 @@ type Options struct {
 	// its response timeout, so a client whose socket times out at exactly
 	// that moment sees the hub's 504. Zero means 250 ms; negative means none.
 	MethodTimeoutMargin time.Duration
+	// MaxConcurrentJobs is how many jobs may be queued, scheduled or
+	// running at once (Azure: 1 on S1, 5 on S2, 10 on S3). Zero means 10.
+	MaxConcurrentJobs int
 	// MessagesKept is how many recent telemetry messages are kept per
 	// device. Zero means 100.
 	MessagesKept int
@@ -91,6 +94,9 @@ func (o *Options) setDefaults() {
 	} else if o.MethodTimeoutMargin < 0 {
 		o.MethodTimeoutMargin = 0
 	}
+	if o.MaxConcurrentJobs == 0 {
+		o.MaxConcurrentJobs = 10
+	}
 	if o.MessagesKept == 0 {
 		o.MessagesKept = 100
 	}
@@ -112,12 +118,19 @@ type Hub struct {
 	devices map[string]*entry // guarded by mu
 
 	calls sync.Map // callKey → chan iothub.MethodResult
+
+	jobStore JobStore
+	jobMu    sync.Mutex
+	jobs     map[string]*job // guarded by jobMu
+	closing  bool            // guarded by jobMu
+	jobWG    sync.WaitGroup
 }
 
-// New returns a hub that persists to store and loads what store holds.
-func New(store Store, opts Options) (*Hub, error) {
+// New returns a hub that persists devices to store and jobs to jobs, and
+// loads the devices store holds. Start resumes the stored jobs.
+func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
 	opts.setDefaults()
-	h := &Hub{opts: opts, store: store, log: opts.Logger, devices: map[string]*entry{}}
+	h := &Hub{opts: opts, store: store, jobStore: jobs, log: opts.Logger, devices: map[string]*entry{}, jobs: map[string]*job{}}
 	err := store.Load(func(rec Record) error {
 		rec.Device.ConnectionState = iothub.Disconnected
 		r := rec

@@ -42,6 +42,7 @@ func mustOpen(tb testing.TB, opts hub.Options) *testHub {
 func (th *testHub) reopen(tb testing.TB) {
 	tb.Helper()
 	if th.store != nil {
+		th.Hub.Close()
 		th.store.Close()
 	}
 	st, err := bolt.Open(th.path, bolt.Options{})
@@ -49,10 +50,14 @@ func (th *testHub) reopen(tb testing.TB) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	h, err := hub.New(st, th.opts)
+	h, err := hub.New(st, st, th.opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if err := h.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(h.Close)
 	th.Hub, th.store = h, st
 }
 

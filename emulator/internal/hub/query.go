@@ -190,6 +190,3 @@ func descend(v any, path []string) (any, bool) {
 	}
 	return v, true
 }
-
-// deviceJobDocs are the per-device job records; there are none until jobs run.
-func (h *Hub) deviceJobDocs() []query.Doc { return nil }

@@ -32,6 +32,20 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	res, err := s.hub.Query(spec.Query)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writePage(w, r, res.Rows, res.ItemType, spec.Query)
+}
+
+// writePage writes one page of rows: a bare JSON array of up to
+// x-ms-max-item-count rows (at most 100) starting where the
+// x-ms-continuation token says, x-ms-item-type, and a continuation token
+// only when another page exists. key ties tokens to the request they came
+// from.
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, rows []any, itemType iothub.ItemType, key string) {
 	size, err := pageSize(r.Header.Get(iothub.HeaderMaxItemCount))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -40,20 +54,11 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	offset := 0
 	if tok := r.Header.Get(iothub.HeaderContinuation); tok != "" {
 		c, err := decodeContinuation(tok)
-		if err != nil || c.Query != queryHash(spec.Query) {
+		if err != nil || c.Query != queryHash(key) {
 			s.writeError(w, r, iothub.Errorf(iothub.ArgumentInvalid, "the continuation token is not valid for this query"))
 			return
 		}
-		offset = c.Offset
-	}
-	res, err := s.hub.Query(spec.Query)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rows := res.Rows
-	if offset > len(rows) {
-		offset = len(rows)
+		offset = min(c.Offset, len(rows))
 	}
 	end := min(offset+size, len(rows))
 	page := rows[offset:end]
@@ -61,10 +66,10 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		page = []any{}
 	}
 	if end < len(rows) {
-		b, _ := json.Marshal(continuation{Offset: end, Query: queryHash(spec.Query)})
+		b, _ := json.Marshal(continuation{Offset: end, Query: queryHash(key)})
 		w.Header().Set(iothub.HeaderContinuation, base64.StdEncoding.EncodeToString(b))
 	}
-	w.Header().Set(iothub.HeaderItemType, string(res.ItemType))
+	w.Header().Set(iothub.HeaderItemType, string(itemType))
 	writeJSON(w, http.StatusOK, page)
 }
 

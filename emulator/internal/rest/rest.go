@@ -76,6 +76,10 @@ func (s *Server) routes() http.Handler {
 	r.With(svc).Patch("/twins/{id}", s.handleUpdateTwin(false))
 	r.With(svc).Put("/twins/{id}", s.handleUpdateTwin(true))
 	r.With(svc).Post("/twins/{id}/methods", s.handleInvokeMethod)
+	r.With(svc).Get("/jobs/v2/query", s.handleQueryJobs)
+	r.With(svc).Put("/jobs/v2/{id}", s.handleCreateJob)
+	r.With(svc).Get("/jobs/v2/{id}", s.handleGetJob)
+	r.With(svc).Post("/jobs/v2/{id}/cancel", s.handleCancelJob)
 	r.With(svc).Get("/emulator/devices/{id}/messages", s.handleMessages)
 	return r
 }

@@ -17,29 +17,16 @@ func (s *Server) handleGetTwin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
-// twinBody is what a twin PATCH or PUT may carry; only tags and desired are
-// applied, everything else (reported, $metadata, identity fields that
-// clients round-trip) is ignored (service-api §4.4).
-type twinBody struct {
-	Tags       map[string]any `json:"tags"`
-	Properties *struct {
-		Desired *iothub.TwinCollection `json:"desired"`
-	} `json:"properties"`
-}
-
 // handleUpdateTwin is PATCH (merge) or PUT (replace) /twins/{id}
 // (service-api §4.4, §4.5).
 func (s *Server) handleUpdateTwin(replace bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var b twinBody
+		var b iothub.TwinPatch
 		if err := decode(r, &b); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		patch := hub.TwinPatch{Tags: b.Tags}
-		if b.Properties != nil && b.Properties.Desired != nil {
-			patch.Desired = b.Properties.Desired.Props
-		}
+		patch := hub.TwinPatch{Tags: b.Tags, Desired: b.DesiredProps()}
 		t, err := s.hub.UpdateTwin(r.Context(), pathID(r, "id"), patch, r.Header.Get("If-Match"), replace)
 		if err != nil {
 			s.writeError(w, r, err)

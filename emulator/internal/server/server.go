@@ -55,6 +55,8 @@ type Config struct {
 	// Lenient answers invalid MQTT subscriptions with 0x80 instead of
 	// closing the connection.
 	Lenient bool
+	// MaxConcurrentJobs limits active jobs. Zero means 10.
+	MaxConcurrentJobs int
 	// TokenSkew is the clock skew allowed on SAS tokens. Zero means 5 min.
 	TokenSkew time.Duration
 	// Logger receives structured logs. Zero means slog.Default().
@@ -106,13 +108,17 @@ func Open(cfg Config) (s *Server, err error) {
 	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, StoreFile), bolt.Options{NoSync: cfg.NoSync}); err != nil {
 		return nil, err
 	}
-	s.hub, err = hub.New(s.store, hub.Options{
-		HostNames: cfg.HostNames,
-		Policies:  hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
-		TokenSkew: cfg.TokenSkew,
-		Logger:    cfg.Logger,
+	s.hub, err = hub.New(s.store, s.store, hub.Options{
+		HostNames:         cfg.HostNames,
+		Policies:          hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
+		TokenSkew:         cfg.TokenSkew,
+		MaxConcurrentJobs: cfg.MaxConcurrentJobs,
+		Logger:            cfg.Logger,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.hub.Start(); err != nil {
 		return nil, err
 	}
 	if cfg.SeedFile != "" {
@@ -248,6 +254,9 @@ func (s *Server) close() error {
 		s.mqttLn.Close()
 	}
 	s.wg.Wait()
+	if s.hub != nil {
+		s.hub.Close()
+	}
 	if s.store != nil {
 		return s.store.Close()
 	}
