@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
@@ -40,6 +41,10 @@ type Client struct {
 	cs   connstr.Service
 	http *http.Client
 	base string
+
+	mu      sync.Mutex
+	tok     string    // guarded by mu; the current SAS token
+	renewAt time.Time // guarded by mu; when to sign a new one
 }
 
 // New returns a client for the hub of cs.
@@ -47,6 +52,9 @@ func New(cs connstr.Service, opts Options) (*Client, error) {
 	hc := opts.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per concurrent caller: the default of two idle
+		// connections makes concurrent callers pay a TLS handshake each.
+		tr.MaxIdleConnsPerHost = 128
 		if opts.CAFile != "" {
 			pem, err := os.ReadFile(opts.CAFile)
 			if err != nil {
@@ -63,14 +71,21 @@ func New(cs connstr.Service, opts Options) (*Client, error) {
 	return &Client{cs: cs, http: hc, base: "https://" + cs.HostName}, nil
 }
 
-// token signs a fresh SAS token for the hub, valid for an hour
-// (service-api §1.1).
+// token returns a SAS token for the hub valid for an hour, signing a new
+// one when the current one has less than 15 minutes left (service-api §1.1).
 func (c *Client) token() (string, error) {
-	t, err := sas.New(c.cs.HostName, c.cs.SharedAccessKeyName, c.cs.SharedAccessKey, time.Now().Add(time.Hour))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.tok != "" && now.Before(c.renewAt) {
+		return c.tok, nil
+	}
+	t, err := sas.New(c.cs.HostName, c.cs.SharedAccessKeyName, c.cs.SharedAccessKey, now.Add(time.Hour))
 	if err != nil {
 		return "", err
 	}
-	return t.String(), nil
+	c.tok, c.renewAt = t.String(), now.Add(45*time.Minute)
+	return c.tok, nil
 }
 
 // request is one REST call.

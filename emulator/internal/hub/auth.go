@@ -160,6 +160,13 @@ func (h *Hub) AuthorizeService(header string, need Rights) error {
 	if header == "" {
 		return fail("no Authorization header")
 	}
+	if v, ok := h.serviceTokens.Load(header); ok {
+		// A token verified before: only its expiry and rights can have changed.
+		vt := v.(verifiedToken)
+		if h.now().Before(vt.until) && vt.rights&need == need {
+			return nil
+		}
+	}
 	tok, err := sas.Parse(header)
 	if err != nil {
 		return fail(err.Error())
@@ -178,5 +185,25 @@ func (h *Hub) AuthorizeService(header string, need Rights) error {
 	if p.Rights&need != need {
 		return fail("policy " + p.Name + " lacks a required permission")
 	}
+	h.rememberToken(header, tok, p.Rights)
 	return nil
+}
+
+// verifiedToken is a service token whose signature was checked.
+type verifiedToken struct {
+	until  time.Time
+	rights Rights
+}
+
+// maxRememberedTokens bounds the verified-token cache; SDKs reuse a token
+// for many requests, so a small cache saves an HMAC per request.
+const maxRememberedTokens = 1024
+
+func (h *Hub) rememberToken(header string, tok sas.Token, rights Rights) {
+	exp, _ := tok.ExpiresAt()
+	if h.tokenCount.Add(1) > maxRememberedTokens {
+		h.serviceTokens.Clear()
+		h.tokenCount.Store(1)
+	}
+	h.serviceTokens.Store(header, verifiedToken{until: exp.Add(h.opts.TokenSkew), rights: rights})
 }

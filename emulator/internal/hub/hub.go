@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -116,8 +117,12 @@ type Hub struct {
 
 	mu      sync.RWMutex
 	devices map[string]*entry // guarded by mu
+	sorted  []*entry          // guarded by mu; devices by id, nil when stale
 
 	calls sync.Map // callKey → chan iothub.MethodResult
+
+	serviceTokens sync.Map // Authorization header → verifiedToken
+	tokenCount    atomic.Int64
 
 	jobStore JobStore
 	jobMu    sync.Mutex
@@ -159,16 +164,25 @@ func (h *Hub) entry(id string) (*entry, error) {
 	return e, nil
 }
 
-// entries returns every device entry sorted by device id.
+// entries returns every device entry sorted by device id. The slice is
+// shared: callers must not change it.
 func (h *Hub) entries() []*entry {
 	h.mu.RLock()
-	out := make([]*entry, 0, len(h.devices))
-	for _, e := range h.devices {
-		out = append(out, e)
-	}
+	out := h.sorted
 	h.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out
+	if out != nil {
+		return out
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sorted == nil {
+		h.sorted = make([]*entry, 0, len(h.devices))
+		for _, e := range h.devices {
+			h.sorted = append(h.sorted, e)
+		}
+		sort.Slice(h.sorted, func(i, j int) bool { return h.sorted[i].id < h.sorted[j].id })
+	}
+	return h.sorted
 }
 
 // commit persists next as e's record and swaps it in. The caller holds e.mu.

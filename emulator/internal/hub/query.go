@@ -69,8 +69,10 @@ type renderer interface{ render() any }
 func (h *Hub) twinDocs() []query.Doc {
 	entries := h.entries()
 	docs := make([]query.Doc, len(entries))
+	all := make([]twinDoc, len(entries))
 	for i, e := range entries {
-		docs[i] = &twinDoc{e: e, rec: e.rec.Load()}
+		all[i] = twinDoc{e: e, rec: e.rec.Load()}
+		docs[i] = &all[i]
 	}
 	return docs
 }

@@ -80,6 +80,7 @@ func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
 	}
 	e := newEntry(rec)
 	h.devices[d.DeviceID] = e
+	h.sorted = nil
 	h.log.Info("device created", "device", d.DeviceID)
 	return e.device(), nil
 }
@@ -187,6 +188,7 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 	h.mu.Lock()
 	if h.devices[id] == e {
 		delete(h.devices, id)
+		h.sorted = nil
 	}
 	h.mu.Unlock()
 	h.disconnect(e, "the device was deleted")

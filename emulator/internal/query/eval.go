@@ -2,8 +2,10 @@ package query
 
 import (
 	"encoding/json"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // undefined is the value of a missing property: it is not null, and every
@@ -307,15 +309,7 @@ func (q *Query) Raw() bool { return !q.Star }
 // SELECT *, the matching docs themselves; otherwise projected maps or
 // aggregate rows.
 func (q *Query) Run(docs []Doc) []any {
-	var matched []Doc
-	for _, d := range docs {
-		if q.Match(d) {
-			matched = append(matched, d)
-			if q.Top >= 0 && len(matched) >= q.Top && !q.aggregated() {
-				break
-			}
-		}
-	}
+	matched := q.filter(docs)
 	var rows []any
 	switch {
 	case q.Star:
@@ -333,6 +327,64 @@ func (q *Query) Run(docs []Doc) []any {
 		rows = rows[:q.Top]
 	}
 	return rows
+}
+
+// parallelMin is the number of documents from which filtering is split
+// across the CPUs.
+const parallelMin = 4096
+
+// filter returns the documents the WHERE clause selects, in order. Large
+// inputs are split into one chunk per CPU; TOP without aggregates stops
+// early instead.
+func (q *Query) filter(docs []Doc) []Doc {
+	if q.Top >= 0 && !q.aggregated() || len(docs) < parallelMin || runtime.GOMAXPROCS(0) == 1 {
+		var matched []Doc
+		for _, d := range docs {
+			if q.Match(d) {
+				matched = append(matched, d)
+				if q.Top >= 0 && !q.aggregated() && len(matched) >= q.Top {
+					break
+				}
+			}
+		}
+		return matched
+	}
+	parts := make([][]Doc, runtime.GOMAXPROCS(0))
+	inParallel(len(docs), func(w, lo, hi int) {
+		for _, d := range docs[lo:hi] {
+			if q.Match(d) {
+				parts[w] = append(parts[w], d)
+			}
+		}
+	})
+	var matched []Doc
+	for _, p := range parts {
+		matched = append(matched, p...)
+	}
+	return matched
+}
+
+// inParallel splits [0, n) into one chunk per CPU (or one chunk when n is
+// small) and runs fn on each concurrently; w numbers the chunk.
+func inParallel(n int, fn func(w, lo, hi int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if n < parallelMin {
+		workers = 1
+	}
+	size := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := w*size, min((w+1)*size, n)
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, lo, hi)
+		}()
+	}
+	wg.Wait()
 }
 
 func (q *Query) aggregated() bool {
@@ -359,8 +411,10 @@ func (q *Query) project(d Doc) map[string]any {
 }
 
 type group struct {
+	id   string // the key as text
 	key  []any
-	docs []Doc
+	n    int   // documents in the group
+	docs []Doc // kept only when an aggregate needs the values
 }
 
 // aggregate groups docs by the GROUP BY paths (one group without them) and
@@ -368,26 +422,50 @@ type group struct {
 func (q *Query) aggregate(docs []Doc) []any {
 	var groups []*group
 	index := map[string]*group{}
-	if len(q.GroupBy) == 0 {
-		groups = []*group{{}}
-		groups[0].docs = docs
+	keepDocs := false
+	for _, it := range q.Items {
+		keepDocs = keepDocs || (it.Agg != "" && it.Agg != "COUNT")
 	}
-	for _, d := range docs {
-		if len(q.GroupBy) == 0 {
-			break
+	if len(q.GroupBy) == 0 {
+		groups = []*group{{n: len(docs), docs: docs}}
+	}
+	if len(q.GroupBy) > 0 {
+		// Each CPU groups its chunk; the chunks' groups are then merged in
+		// order, so groups and their documents keep document order.
+		local := make([][]*group, runtime.GOMAXPROCS(0))
+		inParallel(len(docs), func(w, lo, hi int) {
+			seen := map[string]*group{}
+			var buf []byte
+			vals := make([]any, len(q.GroupBy))
+			for _, d := range docs[lo:hi] {
+				buf = buf[:0]
+				for j, p := range q.GroupBy {
+					vals[j] = p.Eval(d)
+					buf = appendKey(buf, vals[j])
+				}
+				g := seen[string(buf)]
+				if g == nil {
+					g = &group{key: append([]any(nil), vals...), id: string(buf)}
+					seen[g.id] = g
+					local[w] = append(local[w], g)
+				}
+				g.n++
+				if keepDocs {
+					g.docs = append(g.docs, d)
+				}
+			}
+		})
+		for _, gs := range local {
+			for _, g := range gs {
+				if have := index[g.id]; have != nil {
+					have.n += g.n
+					have.docs = append(have.docs, g.docs...)
+					continue
+				}
+				index[g.id] = g
+				groups = append(groups, g)
+			}
 		}
-		key := make([]any, len(q.GroupBy))
-		for i, p := range q.GroupBy {
-			key[i] = p.Eval(d)
-		}
-		kb, _ := json.Marshal(keyJSON(key))
-		g := index[string(kb)]
-		if g == nil {
-			g = &group{key: key}
-			index[string(kb)] = g
-			groups = append(groups, g)
-		}
-		g.docs = append(g.docs, d)
 	}
 	rows := make([]any, 0, len(groups))
 	for _, g := range groups {
@@ -401,7 +479,7 @@ func (q *Query) aggregate(docs []Doc) []any {
 				}
 				continue
 			}
-			if v := aggregateValue(it, g.docs); v != Undefined {
+			if v := aggregateValue(it, g); v != Undefined {
 				row[it.Alias] = v
 			}
 		}
@@ -410,22 +488,31 @@ func (q *Query) aggregate(docs []Doc) []any {
 	return rows
 }
 
-func keyJSON(key []any) []any {
-	out := make([]any, len(key))
-	for i, k := range key {
-		if k == Undefined {
-			out[i] = map[string]bool{"$undefined": true}
-		} else {
-			out[i] = k
-		}
+// appendKey appends a value's group key: its type and value, so "1" and 1
+// fall in different groups.
+func appendKey(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case undefined:
+		return append(b, "u;"...)
+	case nil:
+		return append(b, "z;"...)
+	case bool:
+		return strconv.AppendBool(append(b, 'b'), x)
+	case float64:
+		return append(strconv.AppendFloat(append(b, 'n'), x, 'g', -1, 64), ';')
+	case string:
+		b = strconv.AppendInt(append(b, 's'), int64(len(x)), 10)
+		return append(append(b, ':'), x...)
 	}
-	return out
+	j, _ := json.Marshal(v)
+	return append(append(append(b, 'j'), j...), ';')
 }
 
-func aggregateValue(it Item, docs []Doc) any {
+func aggregateValue(it Item, g *group) any {
 	if it.Agg == "COUNT" {
-		return float64(len(docs))
+		return float64(g.n)
 	}
+	docs := g.docs
 	var sum float64
 	n := 0
 	var best any = Undefined
