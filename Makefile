@@ -4,7 +4,7 @@ FUZZTIME  ?= 30s
 BIN       := bin
 BINARIES  := emulator simdevice invoker
 
-.PHONY: all build test short lint fuzz demo bench conformance e2e clean
+.PHONY: all build test short lint fuzz demo bench conformance e2e check clean
 
 all: lint test
 
@@ -52,3 +52,7 @@ demo: build
 ## conformance: the official Azure IoT Node.js SDKs against the emulator
 conformance: build
 	bash .ci/conformance
+
+## bench: benchmarks, written to docs/benchmarks.md
+bench:
+	bash .ci/bench

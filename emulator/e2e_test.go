@@ -25,7 +25,7 @@ var (
 )
 
 // binaries builds simdevice and invoker once per test run.
-func binaries(t *testing.T) string {
+func binaries(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs binaries; skipped with -short")
@@ -73,8 +73,8 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// start runs a binary in the background until the test ends.
-func start(t *testing.T, bin string, env []string, args ...string) *process {
+// startProcess runs a binary in the background until the test ends.
+func startProcess(t testing.TB, bin string, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(bin, args...), out: &syncBuffer{}}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -120,7 +120,7 @@ func TestE2EReboot(t *testing.T) {
 	bin := binaries(t)
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "sim-1")
-	start(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
+	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
 		"-reboot-delay", "1s", "-telemetry-interval", "0")
 	called := time.Now().UTC()
 	out, err := runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "reboot", "-device", "sim-1", "-connect-timeout", "30")
@@ -164,7 +164,7 @@ func TestE2EFirmwareUpdate(t *testing.T) {
 	bin := binaries(t)
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "fw-1")
-	start(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
+	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
 		"-reboot-delay", "500ms", "-firmware-step-delay", "1s", "-telemetry-interval", "0")
 	out, err := runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "invoke", "-device", "fw-1", "-method", "ping", "-connect-timeout", "30")
 	if err != nil || !strings.Contains(out, "status 404") {
@@ -197,7 +197,7 @@ func TestE2EFleetAndJobs(t *testing.T) {
 	e := emulatortest.Start(t)
 	const n = 200
 	_, mqttPort, _ := net.SplitHostPort(e.MQTTAddr())
-	start(t, filepath.Join(bin, "simdevice"), nil, "-count", fmt.Sprint(n), "-service-connection-string", e.ServiceString().String(),
+	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-count", fmt.Sprint(n), "-service-connection-string", e.ServiceString().String(),
 		"-gateway-host-name", "localhost:"+mqttPort, "-ca-file", e.CAFile(), "-reboot-delay", "200ms", "-telemetry-interval", "0")
 	deadline := time.Now().Add(90 * time.Second)
 	for e.Hub().ServiceStatistics().ConnectedDeviceCount < n {

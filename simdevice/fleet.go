@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
@@ -36,40 +37,43 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 		hubHost = h
 	}
 	st := &stats{}
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(cfg.parallel, 1))
 	start := time.Now()
-	var regErr error
-	var once sync.Once
-	for i := 1; i <= cfg.count && ctx.Err() == nil; i++ {
+	var failed atomic.Pointer[error]
+	for i := 1; i <= cfg.count && ctx.Err() == nil && failed.Load() == nil; i++ {
 		id := cfg.prefix + strconv.Itoa(i)
 		sem <- struct{}{}
-		key, err := ensureDevice(ctx, svc, id)
-		if err != nil {
-			<-sem
-			once.Do(func() { regErr = fmt.Errorf("register %s: %w", id, err) })
-			break
-		}
-		cs := connstr.Device{HostName: hubHost, DeviceID: id, SharedAccessKey: key, GatewayHostName: cfg.gateway}
-		s := newSim(cs, cfg.opts, cfg.behaviour, log, st)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.connect(ctx); err != nil {
+			key, err := ensureDevice(ctx, svc, id)
+			if err != nil {
+				err = fmt.Errorf("register %s: %w", id, err)
+				failed.CompareAndSwap(nil, &err)
 				<-sem
 				return
 			}
+			cs := connstr.Device{HostName: hubHost, DeviceID: id, SharedAccessKey: key, GatewayHostName: cfg.gateway}
+			s := newSim(cs, cfg.opts, cfg.behaviour, log, st)
+			err = s.connect(ctx)
 			<-sem
-			s.serve(ctx)
+			if err == nil {
+				s.serve(ctx)
+			}
 		}()
 		if i%100 == 0 || i == cfg.count {
 			fmt.Fprintf(progress, "\rconnecting: %d/%d started, %d connected (%.0f/s)", i, cfg.count, st.connected.Load(),
 				float64(st.connected.Load())/time.Since(start).Seconds())
 		}
 	}
-	if regErr != nil {
+	if err := failed.Load(); err != nil {
 		fmt.Fprintln(progress)
-		return regErr
+		cancelAll()
+		wg.Wait()
+		return *err
 	}
 	for ctx.Err() == nil && st.connected.Load() < int64(cfg.count) {
 		fmt.Fprintf(progress, "\rconnecting: %d/%d connected (%.0f/s)   ", st.connected.Load(), cfg.count,

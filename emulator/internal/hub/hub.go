@@ -115,9 +115,10 @@ type Hub struct {
 	store Store
 	log   *slog.Logger
 
-	mu      sync.RWMutex
-	devices map[string]*entry // guarded by mu
-	sorted  []*entry          // guarded by mu; devices by id, nil when stale
+	mu       sync.RWMutex
+	devices  map[string]*entry // guarded by mu
+	sorted   []*entry          // guarded by mu; devices by id, nil when stale
+	creating map[string]bool   // guarded by mu; ids whose create is being stored
 
 	calls sync.Map // callKey → chan iothub.MethodResult
 
@@ -135,7 +136,7 @@ type Hub struct {
 // loads the devices store holds. Start resumes the stored jobs.
 func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
 	opts.setDefaults()
-	h := &Hub{opts: opts, store: store, jobStore: jobs, log: opts.Logger, devices: map[string]*entry{}, jobs: map[string]*job{}}
+	h := &Hub{opts: opts, store: store, jobStore: jobs, log: opts.Logger, devices: map[string]*entry{}, creating: map[string]bool{}, jobs: map[string]*job{}}
 	err := store.Load(func(rec Record) error {
 		rec.Device.ConnectionState = iothub.Disconnected
 		r := rec

@@ -52,12 +52,23 @@ func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (i
 	return h.replaceDevice(d, ifMatch)
 }
 
+// createDevice stores a new device. The id is reserved under h.mu, but the
+// durable write happens outside it, so creates share commits and readers
+// never wait for a disk flush.
 func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.devices[d.DeviceID]; ok {
+	_, exists := h.devices[d.DeviceID]
+	if exists || h.creating[d.DeviceID] {
+		h.mu.Unlock()
 		return iothub.Device{}, iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", d.DeviceID)
 	}
+	h.creating[d.DeviceID] = true
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.creating, d.DeviceID)
+		h.mu.Unlock()
+	}()
 	now := h.now()
 	nowT := iothub.NewTime(now)
 	d.GenerationID = strconv.FormatInt(now.UnixNano()/100+ticksAtUnixEpoch, 10)
@@ -79,8 +90,10 @@ func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
 		return iothub.Device{}, iothub.Errorf(iothub.ServerError, "the device could not be stored")
 	}
 	e := newEntry(rec)
+	h.mu.Lock()
 	h.devices[d.DeviceID] = e
 	h.sorted = nil
+	h.mu.Unlock()
 	h.log.Info("device created", "device", d.DeviceID)
 	return e.device(), nil
 }
