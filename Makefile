@@ -4,7 +4,7 @@ FUZZTIME  ?= 30s
 BIN       := bin
 BINARIES  := emulator simdevice invoker
 
-.PHONY: all build test short lint fuzz demo bench conformance e2e check clean
+.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down
 
 all: lint test
 
@@ -56,3 +56,13 @@ conformance: build
 ## bench: benchmarks, written to docs/benchmarks.md
 bench:
 	bash .ci/bench
+
+## image-binaries: the binaries exactly as the Dockerfile builds them
+image-binaries:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/static/ ./emulator ./simdevice ./invoker
+
+## up / down: the demo with docker compose (needs a Docker engine)
+up:
+	docker compose up --build
+down:
+	docker compose down -v

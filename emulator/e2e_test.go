@@ -294,3 +294,47 @@ func waitFor(t *testing.T, check func() error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Ensure that docker-compose.yml only sets environment variables that are
+// flags of the program its service runs, and runs commands that exist:
+// there is no Docker engine here to try it.
+func TestE2EComposeMatchesFlags(t *testing.T) {
+	bin := binaries(t)
+	emu, err := exec.Command("go", "build", "-o", filepath.Join(bin, "emulator"), ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build emulator: %v\n%s", err, emu)
+	}
+	compose, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var service, program string
+	help := map[string]string{}
+	for _, line := range strings.Split(string(compose), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "    ") && strings.HasSuffix(trimmed, ":"):
+			service, program = strings.TrimSuffix(trimmed, ":"), ""
+		case strings.HasPrefix(trimmed, "command: ["):
+			var cmd []string
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(trimmed, "command: ")), &cmd); err != nil {
+				t.Fatalf("%s: command: %v", service, err)
+			}
+			program = cmd[0]
+			args := append(cmd[1:], "-h")
+			out, _ := exec.Command(filepath.Join(bin, program), args...).CombinedOutput()
+			if !strings.Contains(string(out), "Usage of") {
+				t.Fatalf("%s: %v is not a valid command:\n%s", service, cmd, out)
+			}
+			help[service] = string(out)
+		case program != "" && strings.Contains(trimmed, ": ") && strings.ToUpper(strings.SplitN(trimmed, ":", 2)[0]) == strings.SplitN(trimmed, ":", 2)[0]:
+			name := strings.SplitN(trimmed, ":", 2)[0]
+			if !strings.Contains(help[service], "(env "+name+")") {
+				t.Errorf("%s sets %s, which is not a flag of %s", service, name, program)
+			}
+		}
+	}
+	if len(help) != 3 {
+		t.Fatalf("found commands for %d services, want 3", len(help))
+	}
+}

@@ -1,0 +1,19 @@
+# One image with the three programs: emulator, simdevice and invoker.
+# Built the same way as `make build`, statically.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY api ./api
+COPY emulator ./emulator
+COPY simdevice ./simdevice
+COPY invoker ./invoker
+RUN CGO_ENABLED=0 go build -trimpath -o /out/ ./emulator ./simdevice ./invoker
+
+FROM gcr.io/distroless/static-debian12
+COPY --from=build /out/ /usr/local/bin/
+COPY emulator/demo-seed.json /etc/iothub/demo-seed.json
+# MQTT over TLS, HTTPS (REST and MQTT over WebSocket), admin (health, CA).
+EXPOSE 8883 443 8080
+ENTRYPOINT []
+CMD ["emulator"]
