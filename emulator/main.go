@@ -49,9 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	httpsAddr := f.String("https-addr", ":443", "HTTPS address: REST API and MQTT over WebSocket")
 	adminAddr := f.String("admin-addr", ":8080", "plain-HTTP admin address: /health, /ca.pem")
 	seedFile := f.String("seed-file", "", "JSON file of devices to create at start-up")
-	keySeed := f.String("key-seed", "", "seed of the policies' primary keys (default: the well-known development seed)")
+	keySeed := f.String("key-seed", "", "secret seed of the policies' keys (default: the well-known development keys)")
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
 	skew := f.Duration("token-skew", 5*time.Minute, "clock skew allowed on SAS token expiry")
+	maxJobs := f.Int("max-concurrent-jobs", 10, "jobs that may be queued, scheduled or running at once (Azure: 1 on S1, 5 on S2, 10 on S3)")
 	logLevel := f.String("log-level", "info", "debug, info, warn or error")
 	logFormat := f.String("log-format", "text", "text or json")
 	if err := f.Parse(args); err != nil {
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg = server.Config{
 		DataDir: *dataDir, HostNames: cmdline.SplitList(*hostNames), ExtraSANs: cmdline.SplitList(*extraSANs),
 		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, SeedFile: *seedFile,
-		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, Logger: log,
+		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
 	}
 	if *skew == 0 {
 		cfg.TokenSkew = -1

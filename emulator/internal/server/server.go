@@ -46,7 +46,8 @@ type Config struct {
 	// AdminAddr is the plain-HTTP admin address. Zero means ":8080".
 	AdminAddr string
 	// KeySeed and KeySeed2 derive the policies' primary and secondary keys.
-	// Zero means the well-known development seeds.
+	// Zero means the well-known development seeds; with only KeySeed set,
+	// KeySeed2 is derived from it.
 	KeySeed, KeySeed2 string
 	// SeedFile, if set, is a JSON file of devices to create at start-up.
 	SeedFile string
@@ -150,6 +151,10 @@ func setDefaults(cfg *Config) {
 	def(&cfg.MQTTAddr, ":8883")
 	def(&cfg.HTTPSAddr, ":443")
 	def(&cfg.AdminAddr, ":8080")
+	if cfg.KeySeed != "" && cfg.KeySeed2 == "" {
+		// A private primary seed must not leave well-known secondary keys.
+		cfg.KeySeed2 = cfg.KeySeed + ":secondary"
+	}
 	def(&cfg.KeySeed, hub.DevKey)
 	def(&cfg.KeySeed2, hub.DevKey2)
 	if cfg.Logger == nil {
