@@ -1,0 +1,135 @@
+package emulatortest_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/sas"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
+)
+
+// Ensure that subscriptions are granted at most QoS 1 and that the hub
+// delivers method requests at QoS 0 whatever the subscription asked
+// (device-protocol §5.1, §5.2).
+func TestSubscriptionQoS(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "q1")
+	msgs := make(chan paho.Message, 4)
+	c, err := rawClient(t, e, cs, true, "", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c.SubscribeMultiple(map[string]byte{topic.FilterMethods: 2, topic.FilterTwinResponses: 1, topic.FilterDesired: 0}, nil)
+	tok.Wait()
+	granted := tok.(*paho.SubscribeToken).Result()
+	if granted[topic.FilterMethods] != 1 || granted[topic.FilterTwinResponses] != 1 || granted[topic.FilterDesired] != 0 {
+		t.Fatalf("granted %v", granted)
+	}
+	go e.Service(t).InvokeMethod(context.Background(), "q1", iothub.MethodRequest{MethodName: "m"})
+	m := recv(t, msgs)
+	if m.Qos() != 0 || m.Topic() != "$iothub/methods/POST/m/?$rid=1" || string(m.Payload()) != "null" {
+		t.Fatalf("method request %s qos %d payload %q", m.Topic(), m.Qos(), m.Payload())
+	}
+}
+
+// Ensure that in lenient mode an invalid filter gets SUBACK 0x80 and the
+// connection stays open.
+func TestLenientSubscribe(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) { c.Lenient = true }))
+	cs := e.AddDevice(t, "l1")
+	c, err := rawClient(t, e, cs, true, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := c.SubscribeMultiple(map[string]byte{topic.FilterC2D("other"): 1, topic.FilterMethods: 0}, nil)
+	tok.Wait()
+	granted := tok.(*paho.SubscribeToken).Result()
+	if granted[topic.FilterC2D("other")] != 0x80 || granted[topic.FilterMethods] != 0 {
+		t.Fatalf("granted %v", granted)
+	}
+	if !c.IsConnectionOpen() {
+		t.Fatal("the connection closed in lenient mode")
+	}
+}
+
+// Ensure that MQTT 3.1 clients are refused (the hub offers 3.1.1 only).
+func TestProtocolVersion(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "v3")
+	pem, _ := os.ReadFile(e.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tok, _ := sas.New(sas.DeviceResource(cs.HostName, "v3", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
+	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID("v3").
+		SetUsername(topic.Username{Host: cs.HostName, DeviceID: "v3", APIVersion: iothub.APIVersion}.String()).
+		SetPassword(tok.String()).SetProtocolVersion(3).SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"})
+	ct := paho.NewClient(o).Connect()
+	ct.WaitTimeout(10 * time.Second)
+	if ct.Error() == nil || !strings.Contains(ct.Error().Error(), "unacceptable protocol version") {
+		t.Fatalf("MQTT 3.1: %v", ct.Error())
+	}
+}
+
+// Ensure the REST details clients depend on: ids with reserved characters,
+// a trailing slash, quoted ETag headers, 204 on delete.
+func TestRESTDetails(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := context.Background()
+	for _, id := range []string{"dev#1", "a:b.c+d%e", "x?y=z", "o'brien$(1)"} {
+		if _, err := svc.CreateDevice(ctx, iothub.Device{DeviceID: id}); err != nil {
+			t.Fatalf("create %q: %v", id, err)
+		}
+		d, err := svc.Device(ctx, id)
+		if err != nil || d.DeviceID != id {
+			t.Fatalf("get %q: %+v, %v", id, d, err)
+		}
+		if _, err := svc.Twin(ctx, id); err != nil {
+			t.Fatalf("twin %q: %v", id, err)
+		}
+	}
+	pem, _ := os.ReadFile(e.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	s := e.ServiceString()
+	tok, _ := sas.New(s.HostName, s.SharedAccessKeyName, s.SharedAccessKey, time.Now().Add(time.Hour))
+	do := func(method, path string) *http.Response {
+		req, _ := http.NewRequest(method, "https://"+s.HostName+path, nil)
+		req.Header.Set("Authorization", tok.String())
+		req.Header.Set("If-Match", `"*"`)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := do("GET", "/devices/?top=2&api-version=2021-04-12"); r.StatusCode != 200 {
+		t.Fatalf("trailing slash: %d", r.StatusCode)
+	}
+	r := do("GET", "/devices/"+url.PathEscape("dev#1")+"?api-version=2021-04-12")
+	if etag := r.Header.Get("ETag"); len(etag) < 3 || etag[0] != '"' || etag[len(etag)-1] != '"' {
+		t.Fatalf("ETag header %q", etag)
+	}
+	if r := do("DELETE", "/devices/"+url.PathEscape("dev#1")+"?api-version=2021-04-12"); r.StatusCode != 204 {
+		t.Fatalf("delete: %d", r.StatusCode)
+	}
+}
