@@ -42,7 +42,9 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' && !bytes.ContainsRune(b, '\\') {
+		s = string(b[1 : len(b)-1]) // the common case: no escapes to undo
+	} else if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("timestamp: %w", err)
 	}
 	p, err := ParseTime(s)

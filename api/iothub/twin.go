@@ -133,37 +133,65 @@ func (c TwinCollection) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON splits $version and $metadata from the user properties.
+// The object is decoded once; $metadata is converted from the decoded map.
 func (c *TwinCollection) UnmarshalJSON(data []byte) error {
 	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
 		*c = TwinCollection{}
 		return nil
 	}
-	raw := map[string]json.RawMessage{}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	m, err := DecodeObject(data)
+	if err != nil {
 		return fmt.Errorf("twin collection: %w", err)
 	}
-	out := TwinCollection{Props: map[string]any{}}
-	for k, v := range raw {
-		switch k {
-		case VersionKey:
-			if err := json.Unmarshal(v, &out.Version); err != nil {
-				return fmt.Errorf("twin collection %s: %w", VersionKey, err)
-			}
-		case MetadataKey:
-			out.Metadata = new(Metadata)
-			if err := json.Unmarshal(v, out.Metadata); err != nil {
-				return fmt.Errorf("twin collection %s: %w", MetadataKey, err)
-			}
-		default:
-			val, err := DecodeValue(v)
-			if err != nil {
-				return fmt.Errorf("twin property %q: %w", k, err)
-			}
-			out.Props[k] = val
+	out := TwinCollection{Props: m}
+	if v, ok := m[VersionKey]; ok {
+		delete(m, VersionKey)
+		n, ok := v.(json.Number)
+		if !ok {
+			return fmt.Errorf("twin collection: %s is not a number", VersionKey)
+		}
+		if out.Version, err = n.Int64(); err != nil {
+			return fmt.Errorf("twin collection %s: %w", VersionKey, err)
+		}
+	}
+	if v, ok := m[MetadataKey]; ok {
+		delete(m, MetadataKey)
+		if out.Metadata, err = metadataFrom(v); err != nil {
+			return fmt.Errorf("twin collection %s: %w", MetadataKey, err)
 		}
 	}
 	*c = out
 	return nil
+}
+
+// metadataFrom converts a decoded $metadata node.
+func metadataFrom(v any) (*Metadata, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("metadata node is not an object")
+	}
+	m := &Metadata{}
+	for k, x := range obj {
+		var err error
+		switch k {
+		case "$lastUpdated":
+			s, _ := x.(string)
+			m.LastUpdated, err = ParseTime(s)
+		case "$lastUpdatedVersion":
+			n, _ := x.(json.Number)
+			m.LastUpdatedVersion, err = n.Int64()
+		case "$lastUpdatedBy", "$lastUpdatedByDigest":
+		default:
+			if m.Children == nil {
+				m.Children = make(map[string]*Metadata, len(obj))
+			}
+			m.Children[k], err = metadataFrom(x)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("metadata %q: %w", k, err)
+		}
+	}
+	return m, nil
 }
 
 // MarshalJSON writes $lastUpdated, $lastUpdatedVersion, then the children.
@@ -190,31 +218,15 @@ func (m *Metadata) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads a metadata node and its children.
 func (m *Metadata) UnmarshalJSON(data []byte) error {
-	raw := map[string]json.RawMessage{}
-	if err := json.Unmarshal(data, &raw); err != nil {
+	v, err := DecodeValue(data)
+	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	*m = Metadata{}
-	for k, v := range raw {
-		var err error
-		switch k {
-		case "$lastUpdated":
-			err = json.Unmarshal(v, &m.LastUpdated)
-		case "$lastUpdatedVersion":
-			err = json.Unmarshal(v, &m.LastUpdatedVersion)
-		case "$lastUpdatedBy", "$lastUpdatedByDigest":
-		default:
-			child := new(Metadata)
-			err = json.Unmarshal(v, child)
-			if m.Children == nil {
-				m.Children = map[string]*Metadata{}
-			}
-			m.Children[k] = child
-		}
-		if err != nil {
-			return fmt.Errorf("metadata %q: %w", k, err)
-		}
+	out, err := metadataFrom(v)
+	if err != nil {
+		return err
 	}
+	*m = *out
 	return nil
 }
 

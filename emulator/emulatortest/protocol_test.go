@@ -133,3 +133,72 @@ func TestRESTDetails(t *testing.T) {
 		t.Fatalf("delete: %d", r.StatusCode)
 	}
 }
+
+// watchLoss connects a device and returns a channel closed when the hub
+// drops the connection.
+func watchLoss(t *testing.T, e *emulatortest.Env, id, key string) (paho.Client, <-chan struct{}) {
+	t.Helper()
+	pem, _ := os.ReadFile(e.CAFile())
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	lost := make(chan struct{})
+	tok, _ := sas.New(sas.DeviceResource(e.HostName(), id, ""), "", key, time.Now().Add(time.Hour))
+	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID(id).
+		SetUsername(topic.Username{Host: e.HostName(), DeviceID: id, APIVersion: iothub.APIVersion}.String()).
+		SetPassword(tok.String()).SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(false).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).
+		SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
+	c := paho.NewClient(o)
+	if ct := c.Connect(); !ct.WaitTimeout(10*time.Second) || ct.Error() != nil {
+		t.Fatalf("connect %s: %v", id, ct.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, lost
+}
+
+func waitLost(t *testing.T, lost <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: the connection stayed open", what)
+	}
+}
+
+// Ensure that a second connection of a device replaces the first, and that
+// disabling or deleting a connected device closes its connection.
+func TestConnectionLifecycle(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := context.Background()
+	cs := e.AddDevice(t, "life")
+	_, lost1 := watchLoss(t, e, "life", cs.SharedAccessKey)
+	second, _ := watchLoss(t, e, "life", cs.SharedAccessKey)
+	waitLost(t, lost1, "replaced connection")
+	if !second.IsConnectionOpen() || !e.Hub().Connected("life") {
+		t.Fatal("the second connection is not the device's connection")
+	}
+	second.Disconnect(0)
+
+	_, lost := watchLoss(t, e, "life", cs.SharedAccessKey)
+	d, _ := svc.Device(ctx, "life")
+	d.Status = iothub.StatusDisabled
+	if _, err := svc.UpdateDevice(ctx, d, d.ETag); err != nil {
+		t.Fatal(err)
+	}
+	waitLost(t, lost, "disabled device")
+	if _, err := rawClient(t, e, cs, false, "", nil); err == nil || !strings.Contains(err.Error(), "not Authorized") {
+		t.Fatalf("a disabled device connected: %v", err)
+	}
+	d.Status = iothub.StatusEnabled
+	d, err := svc.UpdateDevice(ctx, d, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lost = watchLoss(t, e, "life", d.Authentication.SymmetricKey.PrimaryKey)
+	if err := svc.DeleteDevice(ctx, "life"); err != nil {
+		t.Fatal(err)
+	}
+	waitLost(t, lost, "deleted device")
+}

@@ -20,6 +20,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -90,17 +92,61 @@ func Open(path string, opts Options) (*Store, error) {
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Load calls fn for each stored record, in device-id order.
+// Load calls fn for each stored record, in device-id order. Records are
+// decoded on every CPU; fn is called from one goroutine at a time.
 func (s *Store) Load(fn func(hub.Record) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
-			var rec hub.Record
-			if err := decodeJSON(v, &rec); err != nil {
-				return fmt.Errorf("device %q: %w", k, err)
+	type item struct {
+		key, val []byte
+		rec      hub.Record
+		err      error
+		done     chan struct{}
+	}
+	work := make(chan *item, 256)
+	ordered := make(chan *item, 256)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				if err := decodeJSON(it.val, &it.rec); err != nil {
+					it.err = fmt.Errorf("device %q: %w", it.key, err)
+				}
+				close(it.done)
 			}
-			return fn(rec)
+		}()
+	}
+	var fnErr error
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for it := range ordered {
+			<-it.done
+			if fnErr == nil && it.err != nil {
+				fnErr = it.err
+			}
+			if fnErr == nil {
+				fnErr = fn(it.rec)
+			}
+		}
+	}()
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDevices).ForEach(func(k, v []byte) error {
+			// bbolt's slices are valid only inside the transaction: copy.
+			it := &item{key: bytes.Clone(k), val: bytes.Clone(v), done: make(chan struct{})}
+			ordered <- it
+			work <- it
+			return nil
 		})
 	})
+	close(work)
+	close(ordered)
+	wg.Wait()
+	<-consumed
+	if err != nil {
+		return err
+	}
+	return fnErr
 }
 
 // Put stores rec durably, sharing the commit with concurrent Puts.

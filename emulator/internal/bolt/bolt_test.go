@@ -1,0 +1,142 @@
+package bolt_test
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// Compile-time check that the store is what the hub needs.
+var (
+	_ hub.Store    = (*bolt.Store)(nil)
+	_ hub.JobStore = (*bolt.Store)(nil)
+)
+
+func mustOpen(t *testing.T, path string) *bolt.Store {
+	t.Helper()
+	st, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func record(t *testing.T, id, reported string) *hub.Record {
+	t.Helper()
+	props, err := iothub.DecodeObject([]byte(reported))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &hub.Record{Device: iothub.Device{DeviceID: id, Status: iothub.StatusEnabled}, TwinETag: 1, Session: hub.SubMethods}
+	r.Twin.Properties.Reported = iothub.TwinCollection{Props: props, Version: 2, Metadata: &iothub.Metadata{}}
+	r.Twin.Tags = map[string]any{"n": json.Number("4503599627370495")}
+	return r
+}
+
+func load(t *testing.T, st *bolt.Store) []hub.Record {
+	t.Helper()
+	var out []hub.Record
+	if err := st.Load(func(r hub.Record) error { out = append(out, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Ensure that records come back as stored, in id order, with exact numbers,
+// after a reopen, and that Delete removes one.
+func TestRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := mustOpen(t, path)
+	want := map[string]*hub.Record{}
+	for _, id := range []string{"b", "a", "c"} {
+		r := record(t, id, `{"big":12345678901234567,"x":{"y":[1,"z"]}}`)
+		want[id] = r
+		if err := st.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Delete("c"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = mustOpen(t, path)
+	got := load(t, st)
+	if len(got) != 2 || got[0].Device.DeviceID != "a" || got[1].Device.DeviceID != "b" {
+		t.Fatalf("loaded %d records", len(got))
+	}
+	for _, r := range got {
+		a, _ := json.Marshal(r)
+		b, _ := json.Marshal(want[r.Device.DeviceID])
+		if string(a) != string(b) {
+			t.Fatalf("record changed:\n%s\n%s", a, b)
+		}
+	}
+	if n, _ := st.Len(); n != 2 {
+		t.Fatalf("Len = %d", n)
+	}
+	if err := st.Put(&hub.Record{}); err == nil {
+		t.Fatal("a record without an id was stored")
+	}
+}
+
+// Ensure that Load stops at fn's error and returns it.
+func TestLoadStopsOnError(t *testing.T) {
+	st := mustOpen(t, filepath.Join(t.TempDir(), "s.db"))
+	for _, id := range []string{"a", "b", "c"} {
+		st.Put(record(t, id, `{}`))
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := st.Load(func(hub.Record) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("Load = %v after %d calls", err, calls)
+	}
+}
+
+// Ensure that each job loads with its own device records only, even when
+// one job id is a prefix of another.
+func TestJobs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := mustOpen(t, path)
+	for _, j := range []string{"a", "ab"} {
+		if err := st.PutJob(&iothub.Job{JobID: j, Type: iothub.JobScheduleDeviceMethod, Status: iothub.JobRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dj := range []iothub.DeviceJob{{JobID: "a", DeviceID: "d1"}, {JobID: "a", DeviceID: "d2"}, {JobID: "ab", DeviceID: "d1", Status: iothub.DeviceJobCompleted}} {
+		if err := st.PutDeviceJob(&dj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	st = mustOpen(t, path)
+	got := map[string][]string{}
+	err := st.LoadJobs(func(j iothub.Job, djs []iothub.DeviceJob) error {
+		for _, dj := range djs {
+			if dj.JobID != j.JobID {
+				t.Errorf("job %s got %s's record", j.JobID, dj.JobID)
+			}
+			got[j.JobID] = append(got[j.JobID], dj.DeviceID+":"+string(dj.Status))
+		}
+		return nil
+	})
+	if err != nil || strings.Join(got["a"], ",") != "d1:,d2:" || strings.Join(got["ab"], ",") != "d1:completed" {
+		t.Fatalf("jobs %v, %v", got, err)
+	}
+}
+
+// Ensure that a file is locked by the process that opened it.
+func TestOpenLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	mustOpen(t, path)
+	if _, err := bolt.Open(path, bolt.Options{}); err == nil {
+		t.Fatal("a second Open of the same file succeeded")
+	}
+}
