@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -34,10 +33,7 @@ func rssKiB(pid int) (int, error) {
 // tlsHandshakes measures bare TLS handshakes per second against the MQTT
 // listener from 64 goroutines: the reference for the fleet's connect rate.
 func tlsHandshakes(b *testing.B, e *emulatortest.Env, n int) float64 {
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	cfg := e.TLSConfig()
 	work := make(chan struct{})
 	var wg sync.WaitGroup
 	start := time.Now()

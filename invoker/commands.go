@@ -199,18 +199,11 @@ func cmdTwin(ctx context.Context, e *env, sub string, args []string) error {
 	case "show":
 		t, err = e.svc.Twin(ctx, *id)
 	case "update":
-		d, err := parseObject("desired", *desired)
-		if err != nil {
-			return err
+		patch, perr := parsePatch(*tags, *desired)
+		if perr != nil {
+			return perr
 		}
-		tg, err := parseObject("tags", *tags)
-		if err != nil {
-			return err
-		}
-		if d == nil && tg == nil {
-			return fmt.Errorf("%w: twin update needs -desired or -tags", errUsage)
-		}
-		t, err = e.svc.UpdateTwin(ctx, *id, iothub.NewTwinPatch(tg, d), *etag)
+		t, err = e.svc.UpdateTwin(ctx, *id, patch, *etag)
 	default:
 		return fmt.Errorf("%w: twin show|update", errUsage)
 	}
@@ -220,6 +213,23 @@ func cmdTwin(ctx context.Context, e *env, sub string, args []string) error {
 	b, _ := json.MarshalIndent(t, "", "  ")
 	e.print(t, string(b))
 	return nil
+}
+
+// parsePatch builds a twin patch from the -tags and -desired flags; at
+// least one is needed.
+func parsePatch(tags, desired string) (iothub.TwinPatch, error) {
+	d, err := parseObject("desired", desired)
+	if err != nil {
+		return iothub.TwinPatch{}, err
+	}
+	tg, err := parseObject("tags", tags)
+	if err != nil {
+		return iothub.TwinPatch{}, err
+	}
+	if d == nil && tg == nil {
+		return iothub.TwinPatch{}, fmt.Errorf("%w: give -desired or -tags", errUsage)
+	}
+	return iothub.NewTwinPatch(tg, d), nil
 }
 
 func parseObject(name, s string) (map[string]any, error) {

@@ -86,18 +86,10 @@ func cmdJob(ctx context.Context, e *env, sub string, args []string) error {
 			j.CloudToDeviceMethod.MethodName = "rebootDevice"
 		}
 	case "twin":
-		d, err := parseObject("desired", *desired)
+		p, err := parsePatch(*tags, *desired)
 		if err != nil {
 			return err
 		}
-		tg, err := parseObject("tags", *tags)
-		if err != nil {
-			return err
-		}
-		if d == nil && tg == nil {
-			return fmt.Errorf("%w: job twin needs -desired or -tags", errUsage)
-		}
-		p := iothub.NewTwinPatch(tg, d)
 		p.ETag = "*" // twin jobs are forced updates (service-api §7.1)
 		j.Type, j.UpdateTwin = iothub.JobScheduleUpdateTwin, &p
 	}

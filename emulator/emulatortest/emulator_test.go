@@ -3,12 +3,10 @@ package emulatortest_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -208,26 +206,38 @@ func TestTelemetryAndWebSocket(t *testing.T) {
 	}
 }
 
-// rawClient connects with paho directly, to control the session and what
-// is subscribed.
-func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, clean bool, password string, msgs chan<- paho.Message) (paho.Client, error) {
+// raw says how rawClient connects.
+type raw struct {
+	clean    bool                // CleanSession
+	password string              // instead of a fresh, valid token
+	protocol uint                // MQTT protocol level; 0 means 4 (3.1.1)
+	msgs     chan<- paho.Message // receives what the hub sends, if set
+	lost     chan struct{}       // closed when the hub drops the connection, if set
+}
+
+// rawClient connects with paho directly, to control the session, the
+// credentials and what is subscribed.
+func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, r raw) (paho.Client, error) {
 	t.Helper()
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	if password == "" {
+	if r.password == "" {
 		tok, _ := sas.New(sas.DeviceResource(cs.HostName, cs.DeviceID, ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
-		password = tok.String()
+		r.password = tok.String()
+	}
+	if r.protocol == 0 {
+		r.protocol = 4
 	}
 	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID(cs.DeviceID).
 		SetUsername(topic.Username{Host: cs.HostName, DeviceID: cs.DeviceID, APIVersion: iothub.APIVersion}.String()).
-		SetPassword(password).SetCleanSession(clean).SetProtocolVersion(4).SetAutoReconnect(false).
-		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).SetConnectTimeout(10 * time.Second).
+		SetPassword(r.password).SetCleanSession(r.clean).SetProtocolVersion(r.protocol).SetAutoReconnect(false).
+		SetTLSConfig(e.TLSConfig()).SetConnectTimeout(10 * time.Second).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
-			if msgs != nil {
-				msgs <- m
+			if r.msgs != nil {
+				r.msgs <- m
 			}
 		})
+	if r.lost != nil {
+		o.SetConnectionLostHandler(func(paho.Client, error) { close(r.lost) })
+	}
 	c := paho.NewClient(o)
 	tk := c.Connect()
 	tk.WaitTimeout(10 * time.Second)
@@ -236,6 +246,16 @@ func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, clean bool,
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c, nil
+}
+
+// waitLost waits for the hub to drop a connection.
+func waitLost(t *testing.T, lost <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: the connection stayed open", what)
+	}
 }
 
 func recv(t *testing.T, msgs <-chan paho.Message) paho.Message {
@@ -257,7 +277,7 @@ func TestPersistentSession(t *testing.T) {
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "p1")
 	msgs := make(chan paho.Message, 8)
-	c, err := rawClient(t, e, cs, false, "", msgs)
+	c, err := rawClient(t, e, cs, raw{msgs: msgs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +289,7 @@ func TestPersistentSession(t *testing.T) {
 	c.Disconnect(0)
 
 	e = e.Restart(t)
-	c, err = rawClient(t, e, cs, false, "", msgs)
+	c, err = rawClient(t, e, cs, raw{msgs: msgs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +299,7 @@ func TestPersistentSession(t *testing.T) {
 		t.Fatalf("after restart: %s %s", m.Topic(), m.Payload())
 	}
 	c.Disconnect(0)
-	c, _ = rawClient(t, e, cs, true, "", msgs)
+	c, _ = rawClient(t, e, cs, raw{clean: true, msgs: msgs})
 	c.Publish(topic.GetTwin("3").String(), 1, false, nil).Wait()
 	select {
 	case m := <-msgs:
@@ -301,7 +321,7 @@ func TestConnectRefused(t *testing.T) {
 		"OtherDevices": othersToken.String(),
 		"Garbage":      "password",
 	} {
-		if _, err := rawClient(t, e, cs, false, pw, nil); err == nil || !strings.Contains(err.Error(), "not Authorized") {
+		if _, err := rawClient(t, e, cs, raw{password: pw}); err == nil || !strings.Contains(err.Error(), "not Authorized") {
 			t.Errorf("%s: got %v, want CONNACK 5 (not authorized)", name, err)
 		}
 	}
@@ -341,32 +361,17 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	}
 	for name, act := range closes {
 		lost := make(chan struct{})
-		pem, _ := os.ReadFile(e.CAFile())
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID("bad").
-			SetUsername(topic.Username{Host: bad.HostName, DeviceID: "bad", APIVersion: iothub.APIVersion}.String()).
-			SetPassword(mustToken(t, bad, bad.SharedAccessKey)).SetAutoReconnect(false).SetProtocolVersion(4).
-			SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).
-			SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
-		c := paho.NewClient(o)
-		if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
-			t.Fatalf("%s: connect: %v", name, tk.Error())
+		c, err := rawClient(t, e, bad, raw{lost: lost})
+		if err != nil {
+			t.Fatalf("%s: connect: %v", name, err)
 		}
 		act(c)
-		select {
-		case <-lost:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: the connection stayed open", name)
-		}
+		waitLost(t, lost, name)
 		check(name)
 	}
 
 	t.Run("MalformedPacket", func(t *testing.T) {
-		pem, _ := os.ReadFile(e.CAFile())
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		conn, err := tls.Dial("tcp", e.MQTTAddr(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		conn, err := tls.Dial("tcp", e.MQTTAddr(), e.TLSConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,23 +394,10 @@ func TestTokenExpiryCloses(t *testing.T) {
 	cs := e.AddDevice(t, "d1")
 	tok, _ := sas.New(sas.DeviceResource(cs.HostName, "d1", ""), "", cs.SharedAccessKey, time.Now().Add(2*time.Second))
 	lost := make(chan struct{})
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID("d1").
-		SetUsername(topic.Username{Host: cs.HostName, DeviceID: "d1", APIVersion: iothub.APIVersion}.String()).
-		SetPassword(tok.String()).SetAutoReconnect(false).SetProtocolVersion(4).
-		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).
-		SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
-	c := paho.NewClient(o)
-	if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
-		t.Fatalf("connect: %v", tk.Error())
+	if _, err := rawClient(t, e, cs, raw{password: tok.String(), lost: lost}); err != nil {
+		t.Fatalf("connect: %v", err)
 	}
-	select {
-	case <-lost:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the connection outlived its token")
-	}
+	waitLost(t, lost, "expired token")
 }
 
 // Ensure that REST errors have the IoT Hub shape: status, iothub-errorcode
@@ -413,10 +405,7 @@ func TestTokenExpiryCloses(t *testing.T) {
 func TestRESTErrors(t *testing.T) {
 	t.Parallel()
 	e := emulatortest.Start(t)
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := e.HTTPClient()
 	svc := e.ServiceString()
 	tok, _ := sas.New(svc.HostName, svc.SharedAccessKeyName, svc.SharedAccessKey, time.Now().Add(time.Hour))
 	base := "https://" + svc.HostName

@@ -7,9 +7,12 @@ package emulatortest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -84,6 +87,19 @@ type tbWriter struct{ tb testing.TB }
 func (w tbWriter) Write(p []byte) (int, error) { w.tb.Log(string(p)); return len(p), nil }
 
 var _ io.Writer = tbWriter{}
+
+// TLSConfig trusts the emulator's CA and expects its certificate for
+// localhost, for test clients that dial a listener themselves.
+func (e *Env) TLSConfig() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(e.CAPEM())
+	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
+}
+
+// HTTPClient is an HTTP client that trusts the emulator's CA.
+func (e *Env) HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: e.TLSConfig()}}
+}
 
 // CAFile is the path of the emulator's CA certificate.
 func (e *Env) CAFile() string { return e.CAPath() }

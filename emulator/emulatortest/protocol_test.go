@@ -2,17 +2,15 @@ package emulatortest_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
@@ -28,7 +26,7 @@ func TestSubscriptionQoS(t *testing.T) {
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "q1")
 	msgs := make(chan paho.Message, 4)
-	c, err := rawClient(t, e, cs, true, "", msgs)
+	c, err := rawClient(t, e, cs, raw{clean: true, msgs: msgs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +49,7 @@ func TestLenientSubscribe(t *testing.T) {
 	t.Parallel()
 	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) { c.Lenient = true }))
 	cs := e.AddDevice(t, "l1")
-	c, err := rawClient(t, e, cs, true, "", nil)
+	c, err := rawClient(t, e, cs, raw{clean: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,18 +69,9 @@ func TestProtocolVersion(t *testing.T) {
 	t.Parallel()
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "v3")
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	tok, _ := sas.New(sas.DeviceResource(cs.HostName, "v3", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
-	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID("v3").
-		SetUsername(topic.Username{Host: cs.HostName, DeviceID: "v3", APIVersion: iothub.APIVersion}.String()).
-		SetPassword(tok.String()).SetProtocolVersion(3).SetAutoReconnect(false).
-		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"})
-	ct := paho.NewClient(o).Connect()
-	ct.WaitTimeout(10 * time.Second)
-	if ct.Error() == nil || !strings.Contains(ct.Error().Error(), "unacceptable protocol version") {
-		t.Fatalf("MQTT 3.1: %v", ct.Error())
+	_, err := rawClient(t, e, cs, raw{protocol: 3})
+	if err == nil || !strings.Contains(err.Error(), "unacceptable protocol version") {
+		t.Fatalf("MQTT 3.1: %v", err)
 	}
 }
 
@@ -105,10 +94,7 @@ func TestRESTDetails(t *testing.T) {
 			t.Fatalf("twin %q: %v", id, err)
 		}
 	}
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := e.HTTPClient()
 	s := e.ServiceString()
 	tok, _ := sas.New(s.HostName, s.SharedAccessKeyName, s.SharedAccessKey, time.Now().Add(time.Hour))
 	do := func(method, path string) *http.Response {
@@ -136,33 +122,14 @@ func TestRESTDetails(t *testing.T) {
 
 // watchLoss connects a device and returns a channel closed when the hub
 // drops the connection.
-func watchLoss(t *testing.T, e *emulatortest.Env, id, key string) (paho.Client, <-chan struct{}) {
+func watchLoss(t *testing.T, e *emulatortest.Env, cs connstr.Device) (paho.Client, <-chan struct{}) {
 	t.Helper()
-	pem, _ := os.ReadFile(e.CAFile())
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	lost := make(chan struct{})
-	tok, _ := sas.New(sas.DeviceResource(e.HostName(), id, ""), "", key, time.Now().Add(time.Hour))
-	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID(id).
-		SetUsername(topic.Username{Host: e.HostName(), DeviceID: id, APIVersion: iothub.APIVersion}.String()).
-		SetPassword(tok.String()).SetProtocolVersion(4).SetAutoReconnect(false).SetCleanSession(false).
-		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}).
-		SetConnectionLostHandler(func(paho.Client, error) { close(lost) })
-	c := paho.NewClient(o)
-	if ct := c.Connect(); !ct.WaitTimeout(10*time.Second) || ct.Error() != nil {
-		t.Fatalf("connect %s: %v", id, ct.Error())
+	c, err := rawClient(t, e, cs, raw{lost: lost})
+	if err != nil {
+		t.Fatalf("connect %s: %v", cs.DeviceID, err)
 	}
-	t.Cleanup(func() { c.Disconnect(0) })
 	return c, lost
-}
-
-func waitLost(t *testing.T, lost <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-lost:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: the connection stayed open", what)
-	}
 }
 
 // Ensure that a second connection of a device replaces the first, and that
@@ -173,22 +140,22 @@ func TestConnectionLifecycle(t *testing.T) {
 	svc := e.Service(t)
 	ctx := context.Background()
 	cs := e.AddDevice(t, "life")
-	_, lost1 := watchLoss(t, e, "life", cs.SharedAccessKey)
-	second, _ := watchLoss(t, e, "life", cs.SharedAccessKey)
+	_, lost1 := watchLoss(t, e, cs)
+	second, _ := watchLoss(t, e, cs)
 	waitLost(t, lost1, "replaced connection")
 	if !second.IsConnectionOpen() || !e.Hub().Connected("life") {
 		t.Fatal("the second connection is not the device's connection")
 	}
 	second.Disconnect(0)
 
-	_, lost := watchLoss(t, e, "life", cs.SharedAccessKey)
+	_, lost := watchLoss(t, e, cs)
 	d, _ := svc.Device(ctx, "life")
 	d.Status = iothub.StatusDisabled
 	if _, err := svc.UpdateDevice(ctx, d, d.ETag); err != nil {
 		t.Fatal(err)
 	}
 	waitLost(t, lost, "disabled device")
-	if _, err := rawClient(t, e, cs, false, "", nil); err == nil || !strings.Contains(err.Error(), "not Authorized") {
+	if _, err := rawClient(t, e, cs, raw{}); err == nil || !strings.Contains(err.Error(), "not Authorized") {
 		t.Fatalf("a disabled device connected: %v", err)
 	}
 	d.Status = iothub.StatusEnabled
@@ -196,7 +163,7 @@ func TestConnectionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, lost = watchLoss(t, e, "life", d.Authentication.SymmetricKey.PrimaryKey)
+	_, lost = watchLoss(t, e, e.DeviceString("life", d.Authentication.SymmetricKey.PrimaryKey))
 	if err := svc.DeleteDevice(ctx, "life"); err != nil {
 		t.Fatal(err)
 	}

@@ -104,20 +104,17 @@ func (h *Hub) Detach(c *Conn) {
 // Subscribe adds families to c. For a persistent session they are stored
 // before Subscribe returns, so they survive a restart.
 func (h *Hub) Subscribe(c *Conn, s Subscriptions) error {
-	c.e.connMu.Lock()
-	c.subs.Or(uint32(s))
-	c.e.notifyLocked()
-	c.e.connMu.Unlock()
-	if !c.persistent {
-		return nil
-	}
-	return h.setSession(c.e, Subscriptions(c.subs.Load()))
+	return h.changeSubs(c, func(old uint32) uint32 { return old | uint32(s) })
 }
 
 // Unsubscribe removes families from c.
 func (h *Hub) Unsubscribe(c *Conn, s Subscriptions) error {
+	return h.changeSubs(c, func(old uint32) uint32 { return old &^ uint32(s) })
+}
+
+func (h *Hub) changeSubs(c *Conn, change func(uint32) uint32) error {
 	c.e.connMu.Lock()
-	c.subs.And(^uint32(s))
+	c.subs.Store(change(c.subs.Load()))
 	c.e.notifyLocked()
 	c.e.connMu.Unlock()
 	if !c.persistent {

@@ -136,13 +136,21 @@ func (h *Hub) validateJob(j *iothub.Job) error {
 
 // Job returns a job (GET /jobs/v2/{id}).
 func (h *Hub) Job(id string) (iothub.Job, error) {
+	jb, err := h.job(id)
+	if err != nil {
+		return iothub.Job{}, err
+	}
+	return jb.snapshot(), nil
+}
+
+func (h *Hub) job(id string) (*job, error) {
 	h.jobMu.Lock()
 	jb := h.jobs[id]
 	h.jobMu.Unlock()
 	if jb == nil {
-		return iothub.Job{}, iothub.Errorf(iothub.JobNotFound, "Job with ID '%s' not found", id)
+		return nil, iothub.Errorf(iothub.JobNotFound, "Job with ID '%s' not found", id)
 	}
-	return jb.snapshot(), nil
+	return jb, nil
 }
 
 // Jobs lists jobs, optionally of one type and status, compared
@@ -168,11 +176,9 @@ func (h *Hub) Jobs(jobType, status string) []iothub.Job {
 // CancelJob cancels a job that has not finished; its pending devices become
 // canceled.
 func (h *Hub) CancelJob(id string) (iothub.Job, error) {
-	h.jobMu.Lock()
-	jb := h.jobs[id]
-	h.jobMu.Unlock()
-	if jb == nil {
-		return iothub.Job{}, iothub.Errorf(iothub.JobNotFound, "Job with ID '%s' not found", id)
+	jb, err := h.job(id)
+	if err != nil {
+		return iothub.Job{}, err
 	}
 	jb.mu.Lock()
 	terminal := jb.j.Status.Terminal()
