@@ -111,9 +111,7 @@ func (s *sim) connect(ctx context.Context) error {
 		cli.OnMethod("rebootDevice", s.onReboot)
 		cli.OnMethod("firmwareUpdate", s.onFirmwareUpdate)
 		cli.OnMethod("factoryReset", s.onFactoryReset)
-		// The callback runs on the client's receive path, which must stay free
-		// to deliver the acknowledgement's own response.
-		cli.OnDesired(func(p map[string]any, v int64) { go s.applyDesired(context.Background(), cli, p, v) })
+		cli.OnDesired(func(p map[string]any, v int64) { s.applyDesired(context.Background(), cli, p, v) })
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = cli.Connect(cctx)
 		cancel()

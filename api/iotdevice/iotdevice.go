@@ -73,6 +73,8 @@ type Client struct {
 	desired  DesiredHandler             // guarded by mu
 	pending  map[string]chan twinResult // guarded by mu
 	rid      atomic.Uint64
+	desiredV atomic.Int64 // the newest desired $version delivered
+	isClosed bool         // guarded by mu
 	closed   chan struct{}
 	wg       sync.WaitGroup
 	connects atomic.Int64
@@ -118,7 +120,10 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetConnectTimeout(30 * time.Second).
-		SetOrderMatters(true).
+		// Each message is handled on its own goroutine: a method handler
+		// or desired callback may make twin calls without blocking the
+		// delivery of their responses.
+		SetOrderMatters(false).
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.log.Info("connection lost", "error", err) }).
 		SetDefaultPublishHandler(c.onMessage)
@@ -269,12 +274,14 @@ func (c *Client) renew() {
 
 // Close disconnects and stops the client's goroutines.
 func (c *Client) Close() {
-	select {
-	case <-c.closed:
+	c.mu.Lock()
+	if c.isClosed {
+		c.mu.Unlock()
 		return
-	default:
 	}
+	c.isClosed = true
 	close(c.closed)
+	c.mu.Unlock()
 	c.wg.Wait() // method answers in flight are published first
 	c.cli.Disconnect(250)
 }
@@ -306,8 +313,14 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	}
 	switch t.Kind {
 	case topic.MethodRequest:
+		c.mu.Lock()
+		if c.isClosed {
+			c.mu.Unlock()
+			return
+		}
 		c.wg.Add(1)
-		go c.answer(t.Method, t.RequestID, m.Payload())
+		c.mu.Unlock()
+		c.answer(t.Method, t.RequestID, m.Payload())
 	case topic.TwinResponse:
 		c.mu.Lock()
 		ch := c.pending[t.RequestID]
@@ -323,6 +336,17 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 			return
 		}
 		delete(patch, iothub.VersionKey)
+		// Notifications may be handled out of order; like the SDKs, drop
+		// one no newer than what was delivered (device-protocol §11.1).
+		for {
+			last := c.desiredV.Load()
+			if t.Version <= last {
+				return
+			}
+			if c.desiredV.CompareAndSwap(last, t.Version) {
+				break
+			}
+		}
 		c.mu.Lock()
 		fn := c.desired
 		c.mu.Unlock()

@@ -91,7 +91,8 @@ func (h *Hub) knownHost(host string) bool {
 // host in its username and token its password, a SAS token signed with the
 // device's primary or secondary key, or with a policy that has
 // DeviceConnect, whose scope covers the device (device-protocol §3.3,
-// §4.2). It returns when the token expires. Every failure is an
+// §4.2). It returns when the connection must close: the token's expiry plus
+// the allowed skew (device-protocol §3.4). Every failure is an
 // IoTHubUnauthorized *Error whose message says why, for the log.
 func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.Time, error) {
 	fail := func(format string, args ...any) (time.Time, error) {
@@ -122,7 +123,8 @@ func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.T
 		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, "%v", err)
 	}
 	exp, _ := tok.ExpiresAt()
-	return exp, nil
+	// The connection may last until the token expires, plus the skew.
+	return exp.Add(h.opts.TokenSkew), nil
 }
 
 func (h *Hub) deviceKeys(e *entry, keyName string) ([]string, error) {
