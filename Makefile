@@ -20,10 +20,11 @@ test:
 short:
 	$(GO) test -race -short ./...
 
-## lint: gofmt, go vet and the one-home-per-dependency rule
+## lint: gofmt, go vet, staticcheck and the one-home-per-dependency rule
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@bash .ci/deps
 
 ## fuzz: each fuzz target for FUZZTIME

@@ -189,7 +189,7 @@ func TestWireFormat(t *testing.T) {
 	if err != nil || tok.Resource != "myhub.azure-devices.net%2Fdevices%2Fdev1" || tok.KeyName != "" || tok.Verify(time.Now(), 0, key) != nil {
 		t.Fatalf("password %q (%v)", password, err)
 	}
-	if exp, _ := tok.ExpiresAt(); exp.Sub(time.Now()) < 59*time.Minute || exp.Sub(time.Now()) > 61*time.Minute {
+	if exp, _ := tok.ExpiresAt(); time.Until(exp) < 59*time.Minute || time.Until(exp) > 61*time.Minute {
 		t.Fatalf("token expires at %v", exp)
 	}
 	if strings.Join(res.filters, ",") == "" || len(res.filters) != 3 {

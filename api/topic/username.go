@@ -43,7 +43,7 @@ func (u Username) String() string {
 func ParseUsername(s string) (Username, error) {
 	segs := strings.Split(s, "/")
 	if len(segs) != 3 && len(segs) != 4 {
-		return Username{}, fmt.Errorf("username %q: want {host}/{deviceId}[/{moduleId}]/?api-version=...", s)
+		return Username{}, fmt.Errorf("username %q: want {host}/{deviceId}[/{moduleId}]/?api-version={version}", s)
 	}
 	last := segs[len(segs)-1]
 	q, ok := strings.CutPrefix(last, "?")

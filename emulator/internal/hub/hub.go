@@ -18,7 +18,6 @@ package hub
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -150,9 +149,6 @@ func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
 	return h, nil
 }
 
-// HostNames returns the hub's host names.
-func (h *Hub) HostNames() []string { return h.opts.HostNames }
-
 func (h *Hub) now() time.Time { return h.opts.Now().UTC() }
 
 func (h *Hub) entry(id string) (*entry, error) {
@@ -203,6 +199,3 @@ func TrackingID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-// ErrClosed is returned by Link methods on a closed connection.
-var ErrClosed = errors.New("hub: connection closed")

@@ -125,10 +125,11 @@ func (d *twinDoc) Lookup(path []string) (any, bool) {
 	case "capabilities":
 		v = map[string]any{"iotEdge": dev.Capabilities.IoTEdge}
 	case "tags":
-		v = r.Twin.Tags
-		if v == nil {
-			v = map[string]any{}
+		tags := r.Twin.Tags
+		if tags == nil {
+			tags = map[string]any{}
 		}
+		v = tags
 	case "properties":
 		return lookupProperties(&r.Twin.Properties, path[1:])
 	default:
