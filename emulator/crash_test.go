@@ -57,11 +57,7 @@ func emulatorProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, string, stri
 // killed mid-stream, and after a restart each device's twin holds at least
 // its last acknowledged value.
 func TestE2EKill9KeepsAcknowledgedWrites(t *testing.T) {
-	bin := binaries(t)
-	emu := filepath.Join(bin, "emulator")
-	if out, err := exec.Command("go", "build", "-o", emu, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build emulator: %v\n%s", err, out)
-	}
+	emu := filepath.Join(binaries(t), "emulator")
 	data := t.TempDir()
 	ca := filepath.Join(data, "ca.pem")
 	cmd, mqttAddr, httpsAddr := emulatorProcess(t, emu, data)

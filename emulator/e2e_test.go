@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
 )
@@ -24,7 +25,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds simdevice and invoker once per test run.
+// binaries builds emulator, simdevice and invoker once per test run.
 func binaries(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
@@ -35,7 +36,7 @@ func binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "../simdevice", "../invoker")
+		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), ".", "../simdevice", "../invoker")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -114,16 +115,35 @@ func serviceEnv(e *emulatortest.Env) []string {
 	return []string{"IOTHUB_CONNECTION_STRING=" + e.ServiceString().String(), "IOTHUB_CA_FILE=" + e.CAFile()}
 }
 
-// Ensure that the tutorial's flow works as separate processes: the invoker
-// prints status 200, the payload and a reboot time later than its call.
+// Ensure that the tutorial's flow works as three separate processes: the
+// invoker registers the device and prints its connection string, the
+// simulated device connects with it, and the invoker's reboot prints
+// status 200, the payload and a reboot time later than its call.
 func TestE2EReboot(t *testing.T) {
 	bin := binaries(t)
-	e := emulatortest.Start(t)
-	cs := e.AddDevice(t, "sim-1")
-	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
+	data := t.TempDir()
+	_, mqttAddr, httpsAddr := emulatorProcess(t, filepath.Join(bin, "emulator"), data)
+	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
+	_, mqttPort, _ := net.SplitHostPort(mqttAddr)
+	env := []string{"IOTHUB_CONNECTION_STRING=HostName=localhost:" + httpsPort + ";SharedAccessKeyName=iothubowner;SharedAccessKey=GaHAKSjysEceGcPA0jGDrtY8nrstA90TMPPz0L5xHxw=",
+		"IOTHUB_CA_FILE=" + filepath.Join(data, "ca.pem")}
+	out, err := runBin(t, filepath.Join(bin, "invoker"), env, "device", "create", "-device", "sim-1", "-output", "json")
+	var created struct{ ConnectionString string }
+	if err != nil || json.Unmarshal([]byte(out), &created) != nil {
+		t.Fatalf("device create: %v\n%s", err, out)
+	}
+	cs, err := connstr.ParseDevice(created.ConnectionString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.HostName != "localhost" {
+		t.Fatalf("the device connection string names %q, not the hub", cs.HostName)
+	}
+	cs.GatewayHostName = "localhost:" + mqttPort
+	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", filepath.Join(data, "ca.pem"),
 		"-reboot-delay", "1s", "-telemetry-interval", "0")
 	called := time.Now().UTC()
-	out, err := runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "reboot", "-device", "sim-1", "-connect-timeout", "30")
+	out, err = runBin(t, filepath.Join(bin, "invoker"), env, "reboot", "-device", "sim-1", "-connect-timeout", "30")
 	if err != nil {
 		t.Fatalf("invoker: %v\n%s", err, out)
 	}
@@ -300,10 +320,6 @@ func waitFor(t *testing.T, check func() error) {
 // there is no Docker engine here to try it.
 func TestE2EComposeMatchesFlags(t *testing.T) {
 	bin := binaries(t)
-	emu, err := exec.Command("go", "build", "-o", filepath.Join(bin, "emulator"), ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build emulator: %v\n%s", err, emu)
-	}
 	compose, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -278,7 +279,11 @@ func cmdDevice(ctx context.Context, e *env, sub string, args []string) error {
 			return explain(*id, err)
 		}
 		cs, _ := connstr.ParseService(*e.conn)
-		dcs := connstr.Device{HostName: cs.HostName, DeviceID: d.DeviceID, SharedAccessKey: d.Authentication.SymmetricKey.PrimaryKey}
+		host := cs.HostName
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h // a port in the service HostName is the HTTPS port, not the device's
+		}
+		dcs := connstr.Device{HostName: host, DeviceID: d.DeviceID, SharedAccessKey: d.Authentication.SymmetricKey.PrimaryKey}
 		e.print(map[string]any{"device": d, "connectionString": dcs.String()},
 			fmt.Sprintf("%s (%s, %s)\nconnection string: %s", d.DeviceID, d.Status, d.ConnectionState, dcs))
 		return nil
