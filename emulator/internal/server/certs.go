@@ -19,8 +19,10 @@ import (
 
 // Certificate files in the data directory.
 const (
-	CAFile    = "ca.pem"
-	caKeyFile = "ca-key.pem"
+	CAFile        = "ca.pem"
+	caKeyFile     = "ca-key.pem"
+	serverFile    = "server.pem"
+	serverKeyFile = "server-key.pem"
 )
 
 // loadOrCreateCA returns the CA in dir, creating it on first start.
@@ -85,9 +87,61 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, er
 	return cert, key, nil
 }
 
-// serverCert issues a fresh server certificate from the CA for names (DNS
-// names or IP addresses). It is made at every start, so a change of host
-// names needs no cleanup.
+// loadOrCreateServerCert returns the server certificate in dir if the CA
+// signed it, it names exactly names and it is valid for another week;
+// otherwise it issues and stores a new one.
+func loadOrCreateServerCert(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string) (tls.Certificate, error) {
+	certPEM, err1 := os.ReadFile(filepath.Join(dir, serverFile))
+	keyPEM, err2 := os.ReadFile(filepath.Join(dir, serverKeyFile))
+	if err1 == nil && err2 == nil {
+		if cert, key, err := parsePair(certPEM, keyPEM); err == nil && reusable(cert, ca, names) {
+			return tls.Certificate{Certificate: [][]byte{cert.Raw, ca.Raw}, PrivateKey: key, Leaf: cert}, nil
+		}
+	}
+	c, err := serverCert(ca, caKey, names)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	kb, _ := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	if err := os.WriteFile(filepath.Join(dir, serverKeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, serverFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return c, nil
+}
+
+// reusable reports whether cert was signed by ca, names exactly names and
+// stays valid for at least a week.
+func reusable(cert, ca *x509.Certificate, names []string) bool {
+	if cert.CheckSignatureFrom(ca) != nil || time.Until(cert.NotAfter) < 7*24*time.Hour {
+		return false
+	}
+	var have []string
+	have = append(have, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		have = append(have, ip.String())
+	}
+	if len(have) != len(names) {
+		return false
+	}
+	for _, n := range names {
+		found := false
+		for _, h := range have {
+			if h == n || (net.ParseIP(n) != nil && net.ParseIP(n).Equal(net.ParseIP(h))) {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// serverCert issues a server certificate from the CA for names (DNS names
+// or IP addresses).
 func serverCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -89,18 +89,19 @@ func Open(cfg Config) (s *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger}
+	srv := &Server{cfg: cfg, log: cfg.Logger}
 	defer func() {
 		if err != nil {
-			s.Close()
+			srv.Close() // release whatever was opened before the failure
 		}
 	}()
+	s = srv
 	ca, caKey, caPEM, err := loadOrCreateCA(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	s.caPEM = caPEM
-	cert, err := serverCert(ca, caKey, sans(cfg))
+	cert, err := loadOrCreateServerCert(cfg.DataDir, ca, caKey, sans(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -248,15 +249,13 @@ func (s *Server) close() error {
 			srv.Shutdown(ctx)
 		}
 	}
-	for _, ln := range []net.Listener{s.httpsLn, s.adminLn} {
+	for _, ln := range []net.Listener{s.mqttLn, s.httpsLn, s.adminLn} {
 		if ln != nil {
 			ln.Close()
 		}
 	}
 	if s.broker != nil {
 		s.broker.Close()
-	} else if s.mqttLn != nil {
-		s.mqttLn.Close()
 	}
 	s.wg.Wait()
 	if s.hub != nil {
