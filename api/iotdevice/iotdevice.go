@@ -1,4 +1,4 @@
-// Package iotdevice is a device client for Azure IoT Hub over MQTT 3.1.1,
+// Package iotdevice is a device (or module) client for Azure IoT Hub over MQTT 3.1.1,
 // on TLS (port 8883) or WebSocket (port 443). It connects with a device
 // connection string, answers direct methods, reads and patches its twin,
 // receives desired-property changes and sends telemetry.
@@ -91,8 +91,8 @@ var ErrClosed = errors.New("iotdevice: client closed")
 
 // New prepares a client; register handlers, then call Connect.
 func New(cs connstr.Device, opts Options) (*Client, error) {
-	if cs.SharedAccessKey == "" || cs.ModuleID != "" {
-		return nil, errors.New("iotdevice: only device connection strings with SharedAccessKey are supported")
+	if cs.SharedAccessKey == "" {
+		return nil, errors.New("iotdevice: only connection strings with SharedAccessKey are supported")
 	}
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = time.Hour
@@ -103,7 +103,7 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Client{cs: cs, opts: opts, log: opts.Logger.With("device", cs.DeviceID),
+	c := &Client{cs: cs, opts: opts, log: opts.Logger.With("device", clientID(cs)),
 		methods: map[string]MethodHandler{}, pending: map[string]chan twinResult{}, closed: make(chan struct{})}
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {
@@ -111,7 +111,7 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 	}
 	po := paho.NewClientOptions().
 		AddBroker(c.brokerURL()).
-		SetClientID(cs.DeviceID).
+		SetClientID(clientID(cs)).
 		SetCredentialsProvider(c.credentials).
 		SetCleanSession(opts.CleanSession).
 		SetProtocolVersion(4).
@@ -129,6 +129,15 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 		SetDefaultPublishHandler(c.onMessage)
 	c.cli = paho.NewClient(po)
 	return c, nil
+}
+
+// clientID is the MQTT client id: the device id, or {deviceId}/{moduleId}
+// for a module (device-protocol §4.1).
+func clientID(cs connstr.Device) string {
+	if cs.ModuleID != "" {
+		return cs.DeviceID + "/" + cs.ModuleID
+	}
+	return cs.DeviceID
 }
 
 // Dial is New followed by Connect.
@@ -190,8 +199,8 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 // credentials gives the username and a fresh SAS token at every connect
 // (device-protocol §3, §4.1).
 func (c *Client) credentials() (string, string) {
-	u := topic.Username{Host: c.cs.HostName, DeviceID: c.cs.DeviceID, APIVersion: APIVersion, DeviceClientType: "iothub-emulator-go/1"}
-	res := sas.DeviceResource(c.cs.HostName, c.cs.DeviceID, "")
+	u := topic.Username{Host: c.cs.HostName, DeviceID: c.cs.DeviceID, ModuleID: c.cs.ModuleID, APIVersion: APIVersion, DeviceClientType: "iothub-emulator-go/1"}
+	res := sas.DeviceResource(c.cs.HostName, c.cs.DeviceID, c.cs.ModuleID)
 	tok, err := sas.New(res, c.cs.SharedAccessKeyName, c.cs.SharedAccessKey, time.Now().Add(c.opts.TokenLifetime))
 	if err != nil {
 		c.log.Error("cannot sign a SAS token", "error", err)
@@ -439,7 +448,7 @@ func (c *Client) twinRequest(ctx context.Context, build func(rid string) topic.T
 // SendEvent sends telemetry at QoS 1 and waits for the hub's
 // acknowledgement (device-protocol §8).
 func (c *Client) SendEvent(ctx context.Context, body []byte, props topic.Properties) error {
-	t := topic.Event(c.cs.DeviceID, "", props)
+	t := topic.Event(c.cs.DeviceID, c.cs.ModuleID, props)
 	if err := wait(ctx, c.cli.Publish(t.String(), 1, false, body)); err != nil {
 		return fmt.Errorf("iotdevice: send event: %w", err)
 	}

@@ -47,6 +47,21 @@ type Device struct {
 	Capabilities               Capabilities    `json:"capabilities"`
 }
 
+// Module is a module identity on a device (service-api §3.8). Modules have
+// no status of their own.
+type Module struct {
+	ModuleID                   string          `json:"moduleId"`
+	ManagedBy                  string          `json:"managedBy"`
+	DeviceID                   string          `json:"deviceId"`
+	GenerationID               string          `json:"generationId"`
+	ETag                       string          `json:"etag"`
+	ConnectionState            ConnectionState `json:"connectionState"`
+	ConnectionStateUpdatedTime Time            `json:"connectionStateUpdatedTime"`
+	LastActivityTime           Time            `json:"lastActivityTime"`
+	CloudToDeviceMessageCount  int             `json:"cloudToDeviceMessageCount"`
+	Authentication             Authentication  `json:"authentication"`
+}
+
 // Authentication holds an identity's credentials.
 type Authentication struct {
 	SymmetricKey   SymmetricKey   `json:"symmetricKey"`

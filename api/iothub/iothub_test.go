@@ -33,6 +33,10 @@ func goldenShapes() map[string]any {
 				Type:         AuthSAS,
 			},
 		},
+		// service-api §3.8
+		"module.json": Module{ModuleID: "mod1", DeviceID: "sensor-01", GenerationID: "638500000000000001", ETag: "MQ==",
+			ConnectionState: Connected, LastActivityTime: at,
+			Authentication: Authentication{SymmetricKey: SymmetricKey{PrimaryKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", SecondaryKey: "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="}, Type: AuthSAS}},
 		// service-api §4.1
 		"twin.json": Twin{
 			DeviceID: "sensor-01", ETag: "AAAAAAAAAAI=", DeviceETag: "MQ==", Status: StatusEnabled,

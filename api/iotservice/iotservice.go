@@ -211,6 +211,50 @@ func (c *Client) DeleteDevice(ctx context.Context, id string) error {
 	return err
 }
 
+func modulePath(id, mid string) string { return devicePath(id) + "/modules/" + url.PathEscape(mid) }
+
+// CreateModule registers a module on a device; empty keys are generated.
+func (c *Client) CreateModule(ctx context.Context, m iothub.Module) (iothub.Module, error) {
+	if m.Authentication.Type == "" {
+		m.Authentication.Type = iothub.AuthSAS
+	}
+	var out iothub.Module
+	_, err := c.do(ctx, request{method: http.MethodPut, path: modulePath(m.DeviceID, m.ModuleID), body: m, out: &out})
+	return out, err
+}
+
+// Module returns a module identity.
+func (c *Client) Module(ctx context.Context, id, mid string) (iothub.Module, error) {
+	var out iothub.Module
+	_, err := c.do(ctx, request{method: http.MethodGet, path: modulePath(id, mid), out: &out})
+	return out, err
+}
+
+// Modules lists a device's modules.
+func (c *Client) Modules(ctx context.Context, id string) ([]iothub.Module, error) {
+	var out []iothub.Module
+	_, err := c.do(ctx, request{method: http.MethodGet, path: devicePath(id) + "/modules", out: &out})
+	return out, err
+}
+
+// DeleteModule deletes a module unconditionally.
+func (c *Client) DeleteModule(ctx context.Context, id, mid string) error {
+	_, err := c.do(ctx, request{method: http.MethodDelete, path: modulePath(id, mid), header: ifMatch("*")})
+	return err
+}
+
+// ModuleTwin returns a module twin.
+func (c *Client) ModuleTwin(ctx context.Context, id, mid string) (iothub.Twin, error) {
+	var out iothub.Twin
+	_, err := c.do(ctx, request{method: http.MethodGet, path: twinPath(id) + "/modules/" + url.PathEscape(mid), out: &out})
+	return out, err
+}
+
+// InvokeModuleMethod calls a direct method on a module.
+func (c *Client) InvokeModuleMethod(ctx context.Context, id, mid string, req iothub.MethodRequest) (iothub.MethodResult, error) {
+	return c.invoke(ctx, twinPath(id)+"/modules/"+url.PathEscape(mid)+"/methods", req)
+}
+
 // Twin returns a device twin.
 func (c *Client) Twin(ctx context.Context, id string) (iothub.Twin, error) {
 	var out iothub.Twin
@@ -232,6 +276,10 @@ func (c *Client) UpdateTwin(ctx context.Context, id string, patch iothub.TwinPat
 // InvokeMethod calls a direct method and returns the device's status and
 // payload. The HTTP client waits for the method's timeouts plus a margin.
 func (c *Client) InvokeMethod(ctx context.Context, id string, req iothub.MethodRequest) (iothub.MethodResult, error) {
+	return c.invoke(ctx, twinPath(id)+"/methods", req)
+}
+
+func (c *Client) invoke(ctx context.Context, path string, req iothub.MethodRequest) (iothub.MethodResult, error) {
 	resp, conn := req.Timeouts()
 	ctx, cancel := context.WithTimeout(ctx, resp+conn+15*time.Second)
 	defer cancel()
@@ -239,7 +287,7 @@ func (c *Client) InvokeMethod(ctx context.Context, id string, req iothub.MethodR
 		req.Payload = json.RawMessage("null")
 	}
 	var out iothub.MethodResult
-	_, err := c.do(ctx, request{method: http.MethodPost, path: twinPath(id) + "/methods", body: req, out: &out})
+	_, err := c.do(ctx, request{method: http.MethodPost, path: path, body: req, out: &out})
 	return out, err
 }
 

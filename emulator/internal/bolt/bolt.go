@@ -1,7 +1,8 @@
 // Package bolt stores the hub's device records in a bbolt file. It is the
 // only package that imports go.etcd.io/bbolt.
 //
-// Layout: bucket "devices" maps a device id to its record as JSON (the
+// Layout: bucket "devices" maps an identity's hub.Key (the device id, or
+// "{deviceId}/{moduleId}") to its record as JSON (the
 // identity, the twin and the persistent session, written together so they
 // never diverge); bucket "jobs" maps a job id to the job as JSON; bucket
 // "deviceJobs" maps "{jobId}\x00{deviceId}" to one device's record of a job;
@@ -158,15 +159,16 @@ func (s *Store) Put(rec *hub.Record) error {
 	if err != nil {
 		return fmt.Errorf("encode device %q: %w", rec.Device.DeviceID, err)
 	}
+	key := []byte(hub.Key(rec.Device.DeviceID, rec.ModuleID))
 	return s.db.Batch(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDevices).Put([]byte(rec.Device.DeviceID), v)
+		return tx.Bucket(bucketDevices).Put(key, v)
 	})
 }
 
-// Delete removes a device's record.
-func (s *Store) Delete(deviceID string) error {
+// Delete removes the record of an identity, named by its hub.Key.
+func (s *Store) Delete(key string) error {
 	return s.db.Batch(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDevices).Delete([]byte(deviceID))
+		return tx.Bucket(bucketDevices).Delete([]byte(key))
 	})
 }
 

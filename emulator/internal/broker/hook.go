@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -64,12 +65,12 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if err != nil {
 		return deny(err.Error())
 	}
-	if want := u.DeviceID; u.ModuleID != "" || cl.ID != want {
+	if cl.ID != hub.Key(u.DeviceID, u.ModuleID) {
 		return deny(fmt.Sprintf("client id %q does not match the username's identity", cl.ID))
 	}
 	if pk.Connect.WillFlag {
 		t, err := topic.Parse(pk.Connect.WillTopic)
-		if err != nil || t.Kind != topic.Telemetry || t.DeviceID != u.DeviceID || pk.Connect.WillQos > 1 {
+		if err != nil || t.Kind != topic.Telemetry || t.DeviceID != u.DeviceID || t.ModuleID != u.ModuleID || pk.Connect.WillQos > 1 {
 			return deny("the will must be the device's own telemetry at QoS 0 or 1")
 		}
 	}
@@ -92,8 +93,15 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, filter string, write bool) bool {
 	if write {
 		return true
 	}
-	_, err := topic.Features(filter, cl.ID, "")
+	d, m := identity(cl.ID)
+	_, err := topic.Features(filter, d, m)
 	return err == nil
+}
+
+// identity splits a client id (a hub.Key) into device and module ids.
+func identity(clientID string) (deviceID, moduleID string) {
+	d, m, _ := strings.Cut(clientID, "/")
+	return d, m
 }
 
 // OnSessionEstablished attaches the connection to the hub and arms the
@@ -160,8 +168,9 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if h.b.cfg.Lenient {
 		return pk
 	}
+	d, m := identity(cl.ID)
 	for _, f := range pk.Filters {
-		if _, err := topic.Features(f.Filter, cl.ID, ""); err != nil {
+		if _, err := topic.Features(f.Filter, d, m); err != nil {
 			if l := h.b.linkOf(cl); l != nil {
 				l.Close(err.Error())
 			} else {
@@ -207,8 +216,9 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-func features(filter, deviceID string) hub.Subscriptions {
-	f, _ := topic.Features(filter, deviceID, "")
+func features(filter, clientID string) hub.Subscriptions {
+	d, m := identity(clientID)
+	f, _ := topic.Features(filter, d, m)
 	var s hub.Subscriptions
 	for _, m := range []struct {
 		t topic.Feature
@@ -272,7 +282,7 @@ func (b *Broker) handlePublish(l *link, name string, payload []byte) string {
 		v, err := b.hub.UpdateReported(context.Background(), id, patch)
 		b.twinReply(l, t.RequestID, 204, nil, v, err)
 	case topic.Telemetry:
-		if t.DeviceID != id || t.ModuleID != "" {
+		if hub.Key(t.DeviceID, t.ModuleID) != id {
 			return fmt.Sprintf("telemetry on another identity's topic %q", name)
 		}
 		if len(payload)+len(name) > maxTelemetry {

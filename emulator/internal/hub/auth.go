@@ -98,15 +98,12 @@ func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.T
 	fail := func(format string, args ...any) (time.Time, error) {
 		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, format, args...)
 	}
-	if moduleID != "" {
-		return fail("module identities are not supported by this emulator")
-	}
 	if !h.knownHost(host) {
 		return fail("host %q is not this hub (%s)", host, strings.Join(h.opts.HostNames, ", "))
 	}
-	e, err := h.entry(deviceID)
+	e, err := h.entry(Key(deviceID, moduleID))
 	if err != nil {
-		return fail("device %q is not registered", deviceID)
+		return fail("%s %q is not registered", map[bool]string{true: "module", false: "device"}[moduleID != ""], Key(deviceID, moduleID))
 	}
 	if err := h.deviceEnabled(e); err != nil {
 		return time.Time{}, err

@@ -10,7 +10,7 @@ import (
 
 // entry is one device in memory.
 type entry struct {
-	id string
+	id string // Key(deviceID, moduleID)
 
 	// mu serialises writers of rec; it is held across the store commit.
 	mu  sync.Mutex
@@ -27,7 +27,7 @@ type entry struct {
 }
 
 func newEntry(rec *Record) *entry {
-	e := &entry{id: rec.Device.DeviceID, changed: make(chan struct{})}
+	e := &entry{id: Key(rec.Device.DeviceID, rec.ModuleID), changed: make(chan struct{})}
 	e.rec.Store(rec)
 	e.live.lastActivity.Store(rec.Device.LastActivityTime.UnixNano())
 	if rec.Device.LastActivityTime.IsZero() {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,17 +34,23 @@ import (
 type Store interface {
 	// Load calls fn for every stored record.
 	Load(fn func(Record) error) error
-	// Put stores rec, replacing the record with the same device id.
+	// Put stores rec, replacing the record of the same identity
+	// (Key(rec.Device.DeviceID, rec.ModuleID)).
 	Put(rec *Record) error
-	// Delete removes the record of deviceID; deleting a missing one is not an error.
-	Delete(deviceID string) error
+	// Delete removes the record of the identity key; deleting a missing one
+	// is not an error.
+	Delete(key string) error
 }
 
 // Record is everything the hub persists about one device: its identity, its
 // twin and its MQTT session (which topic families it subscribed to with a
 // persistent session).
 type Record struct {
+	// Device is the identity; for a module it is the module's identity
+	// (keys, times) with the parent's DeviceID.
 	Device     iothub.Device `json:"device"`
+	ModuleID   string        `json:"moduleId,omitempty"`
+	ManagedBy  string        `json:"managedBy,omitempty"`
 	Twin       iothub.Twin   `json:"twin"`
 	TwinETag   int64         `json:"twinEtagCounter"`
 	DeviceETag int64         `json:"deviceEtagCounter"`
@@ -140,7 +147,7 @@ func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
 		rec.Device.ConnectionState = iothub.Disconnected
 		r := rec
 		e := newEntry(&r)
-		h.devices[rec.Device.DeviceID] = e
+		h.devices[e.id] = e
 		return nil
 	})
 	if err != nil {
@@ -151,17 +158,52 @@ func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
 
 func (h *Hub) now() time.Time { return h.opts.Now().UTC() }
 
-func (h *Hub) entry(id string) (*entry, error) {
-	h.mu.RLock()
-	e := h.devices[id]
-	h.mu.RUnlock()
-	if e == nil {
-		return nil, iothub.Errorf(iothub.DeviceNotFound, "%s", id)
+// Key is how the hub names an identity: the device id, or
+// "{deviceId}/{moduleId}" for a module — the MQTT client id of the
+// identity. Device ids cannot contain '/', so keys are unambiguous.
+func Key(deviceID, moduleID string) string {
+	if moduleID == "" {
+		return deviceID
 	}
-	return e, nil
+	return deviceID + "/" + moduleID
 }
 
-// entries returns every device entry sorted by device id. The slice is
+// entry finds an identity by key: DeviceNotFound when its device is
+// missing, ModuleNotFound when only the module is.
+func (h *Hub) entry(key string) (*entry, error) {
+	h.mu.RLock()
+	e := h.devices[key]
+	h.mu.RUnlock()
+	if e != nil {
+		return e, nil
+	}
+	if d, m, ok := strings.Cut(key, "/"); ok {
+		if _, err := h.entry(d); err != nil {
+			return nil, err
+		}
+		return nil, iothub.Errorf(iothub.ModuleNotFound, "Module '%s' not found on device '%s'", m, d)
+	}
+	return nil, iothub.Errorf(iothub.DeviceNotFound, "%s", key)
+}
+
+// deviceEntries returns the devices' entries, without modules, by id.
+func (h *Hub) deviceEntries() []*entry { return h.filterEntries(false) }
+
+// moduleEntries returns the modules' entries by device and module id.
+func (h *Hub) moduleEntries() []*entry { return h.filterEntries(true) }
+
+func (h *Hub) filterEntries(modules bool) []*entry {
+	all := h.entries()
+	out := make([]*entry, 0, len(all))
+	for _, e := range all {
+		if (e.rec.Load().ModuleID != "") == modules {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// entries returns every identity's entry sorted by key. The slice is
 // shared: callers must not change it.
 func (h *Hub) entries() []*entry {
 	h.mu.RLock()

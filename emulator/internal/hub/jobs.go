@@ -337,7 +337,7 @@ func (h *Hub) resolveDevices(jb *job) error {
 		return err
 	}
 	now := iothub.NewTime(h.now())
-	for _, d := range h.twinDocs() {
+	for _, d := range twinDocs(h.deviceEntries()) {
 		if !query.Matches(cond, d) {
 			continue
 		}

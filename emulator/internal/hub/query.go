@@ -36,9 +36,9 @@ func (h *Hub) Query(q string) (QueryResult, error) {
 	var docs []query.Doc
 	switch parsed.From {
 	case query.Devices:
-		docs = h.twinDocs()
+		docs = twinDocs(h.deviceEntries())
 	case query.Modules:
-		// The emulator has no module identities: the collection is empty.
+		docs = twinDocs(h.moduleEntries())
 	case query.Jobs:
 		res.ItemType = iothub.ItemDeviceJob
 		docs = h.deviceJobDocs()
@@ -66,8 +66,7 @@ func invalidQuery(err error) error {
 // renderer is a document that renders itself as a SELECT * row.
 type renderer interface{ render() any }
 
-func (h *Hub) twinDocs() []query.Doc {
-	entries := h.entries()
+func twinDocs(entries []*entry) []query.Doc {
 	docs := make([]query.Doc, len(entries))
 	all := make([]twinDoc, len(entries))
 	for i, e := range entries {
@@ -95,6 +94,11 @@ func (d *twinDoc) Lookup(path []string) (any, bool) {
 	switch strings.ToLower(path[0]) {
 	case "deviceid":
 		v = dev.DeviceID
+	case "moduleid":
+		if r.ModuleID == "" {
+			return nil, false
+		}
+		v = r.ModuleID
 	case "etag":
 		v = twinETag(r.TwinETag)
 	case "deviceetag":

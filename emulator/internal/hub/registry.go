@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"strconv"
+	"strings"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
@@ -24,7 +25,7 @@ func (h *Hub) Device(id string) (iothub.Device, error) {
 
 // Devices returns up to max identities in device-id order (max ≤ 0: all).
 func (h *Hub) Devices(max int) []iothub.Device {
-	all := h.entries()
+	all := h.deviceEntries()
 	if max > 0 && len(all) > max {
 		all = all[:max]
 	}
@@ -47,26 +48,42 @@ func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (i
 		return iothub.Device{}, err
 	}
 	if ifMatch == "" {
-		return h.createDevice(d)
+		e, err := h.create(d, "", "")
+		if err != nil {
+			return iothub.Device{}, err
+		}
+		return e.device(), nil
 	}
-	return h.replaceDevice(d, ifMatch)
+	e, err := h.replace(d, "", ifMatch)
+	if err != nil {
+		return iothub.Device{}, err
+	}
+	return e.device(), nil
 }
 
-// createDevice stores a new device. The id is reserved under h.mu, but the
-// durable write happens outside it, so creates share commits and readers
-// never wait for a disk flush.
-func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
+// create stores a new device, or a module of an existing device. The key is
+// reserved under h.mu, but the durable write happens outside it, so
+// creates share commits and readers never wait for a disk flush.
+func (h *Hub) create(d iothub.Device, moduleID, managedBy string) (*entry, error) {
+	key := Key(d.DeviceID, moduleID)
 	h.mu.Lock()
-	_, exists := h.devices[d.DeviceID]
-	if exists || h.creating[d.DeviceID] {
+	_, exists := h.devices[key]
+	if exists || h.creating[key] {
 		h.mu.Unlock()
-		return iothub.Device{}, iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", d.DeviceID)
+		if moduleID != "" {
+			return nil, iothub.Errorf(iothub.ModuleAlreadyExistsOnDevice, "A module with ID '%s' already exists on device '%s'.", moduleID, d.DeviceID)
+		}
+		return nil, iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", d.DeviceID)
 	}
-	h.creating[d.DeviceID] = true
+	if _, parent := h.devices[d.DeviceID]; moduleID != "" && !parent {
+		h.mu.Unlock()
+		return nil, iothub.Errorf(iothub.DeviceNotFound, "%s", d.DeviceID)
+	}
+	h.creating[key] = true
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
-		delete(h.creating, d.DeviceID)
+		delete(h.creating, key)
 		h.mu.Unlock()
 	}()
 	now := h.now()
@@ -76,7 +93,7 @@ func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
 	d.ConnectionStateUpdatedTime, d.LastActivityTime = iothub.Time{}, iothub.Time{}
 	d.StatusUpdatedTime = iothub.Time{}
 	d.CloudToDeviceMessageCount = 0
-	rec := &Record{Device: d, DeviceETag: 1, TwinETag: 1}
+	rec := &Record{Device: d, ModuleID: moduleID, ManagedBy: managedBy, DeviceETag: 1, TwinETag: 1}
 	rec.Device.ETag = deviceETag(1)
 	rec.Twin = iothub.Twin{
 		Version: 2,
@@ -86,28 +103,35 @@ func (h *Hub) createDevice(d iothub.Device) (iothub.Device, error) {
 		},
 	}
 	if err := h.store.Put(rec); err != nil {
-		h.log.Error("store write failed", "device", d.DeviceID, "error", err)
-		return iothub.Device{}, iothub.Errorf(iothub.ServerError, "the device could not be stored")
+		h.log.Error("store write failed", "identity", key, "error", err)
+		return nil, iothub.Errorf(iothub.ServerError, "the identity could not be stored")
 	}
 	e := newEntry(rec)
 	h.mu.Lock()
-	h.devices[d.DeviceID] = e
+	if _, parent := h.devices[d.DeviceID]; moduleID != "" && !parent {
+		// The device was deleted while its module was being stored.
+		h.mu.Unlock()
+		h.store.Delete(key)
+		return nil, iothub.Errorf(iothub.DeviceNotFound, "%s", d.DeviceID)
+	}
+	h.devices[key] = e
 	h.sorted = nil
 	h.mu.Unlock()
-	h.log.Info("device created", "device", d.DeviceID)
-	return e.device(), nil
+	h.log.Info("identity created", "identity", key)
+	return e, nil
 }
 
-func (h *Hub) replaceDevice(d iothub.Device, ifMatch string) (iothub.Device, error) {
-	e, err := h.entry(d.DeviceID)
+// replace replaces an existing device or module whose etag matches ifMatch.
+func (h *Hub) replace(d iothub.Device, moduleID, ifMatch string) (*entry, error) {
+	e, err := h.entry(Key(d.DeviceID, moduleID))
 	if err != nil {
-		return iothub.Device{}, err
+		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur := e.rec.Load()
 	if err := matchETag(ifMatch, cur.Device.ETag); err != nil {
-		return iothub.Device{}, err
+		return nil, err
 	}
 	next := e.clone()
 	old := next.Device
@@ -121,15 +145,15 @@ func (h *Hub) replaceDevice(d iothub.Device, ifMatch string) (iothub.Device, err
 	next.DeviceETag++
 	next.Device.ETag = deviceETag(next.DeviceETag)
 	if err := h.commitLocked(e, next); err != nil {
-		return iothub.Device{}, err
+		return nil, err
 	}
 	keysChanged := old.Authentication.SymmetricKey != d.Authentication.SymmetricKey
 	if d.Status == iothub.StatusDisabled || keysChanged {
-		// A disabled device, or one whose keys changed, is disconnected
+		// A disabled identity, or one whose keys changed, is disconnected
 		// (device-protocol §4.3).
-		h.disconnect(e, "the device was disabled or its keys changed")
+		h.disconnect(e, "the identity was disabled or its keys changed")
 	}
-	return e.device(), nil
+	return e, nil
 }
 
 // normalizeDevice applies the create/replace defaults: status enabled,
@@ -180,9 +204,31 @@ func normalizeDevice(d *iothub.Device) error {
 	return nil
 }
 
-// DeleteDevice deletes a device, its twin and its session (service-api
-// §3.5), and closes its connection.
+// DeleteDevice deletes a device with its twin, session and modules
+// (service-api §3.5), and closes their connections.
 func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
+	if strings.Contains(id, "/") {
+		return iothub.Errorf(iothub.DeviceNotFound, "%s", id)
+	}
+	if err := h.delete(id, ifMatch); err != nil {
+		return err
+	}
+	for _, m := range h.moduleEntries() {
+		if m.rec.Load().Device.DeviceID == id {
+			if err := h.delete(m.id, ""); err != nil && iothub.CodeOf(err) != iothub.ModuleNotFound {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteModule deletes a module with its twin and session.
+func (h *Hub) DeleteModule(ctx context.Context, deviceID, moduleID, ifMatch string) error {
+	return h.delete(Key(deviceID, moduleID), ifMatch)
+}
+
+func (h *Hub) delete(id, ifMatch string) error {
 	e, err := h.entry(id)
 	if err != nil {
 		return err
@@ -195,8 +241,8 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 		}
 	}
 	if err := h.store.Delete(id); err != nil {
-		h.log.Error("store delete failed", "device", id, "error", err)
-		return iothub.Errorf(iothub.ServerError, "the device could not be deleted")
+		h.log.Error("store delete failed", "identity", id, "error", err)
+		return iothub.Errorf(iothub.ServerError, "the identity could not be deleted")
 	}
 	h.mu.Lock()
 	if h.devices[id] == e {
@@ -204,15 +250,15 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 		h.sorted = nil
 	}
 	h.mu.Unlock()
-	h.disconnect(e, "the device was deleted")
-	h.log.Info("device deleted", "device", id)
+	h.disconnect(e, "the identity was deleted")
+	h.log.Info("identity deleted", "identity", id)
 	return nil
 }
 
 // RegistryStatistics counts devices by status (service-api §3.9).
 func (h *Hub) RegistryStatistics() iothub.RegistryStatistics {
 	var s iothub.RegistryStatistics
-	for _, e := range h.entries() {
+	for _, e := range h.deviceEntries() {
 		s.TotalDeviceCount++
 		if e.rec.Load().Device.Status == iothub.StatusEnabled {
 			s.EnabledDeviceCount++
@@ -226,7 +272,7 @@ func (h *Hub) RegistryStatistics() iothub.RegistryStatistics {
 // ServiceStatistics counts connected devices (service-api §3.9).
 func (h *Hub) ServiceStatistics() iothub.ServiceStatistics {
 	var s iothub.ServiceStatistics
-	for _, e := range h.entries() {
+	for _, e := range h.deviceEntries() {
 		if e.live.connected.Load() {
 			s.ConnectedDeviceCount++
 		}

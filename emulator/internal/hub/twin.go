@@ -10,9 +10,10 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
-// Twin returns the service view of a device's twin (service-api §4.1).
-func (h *Hub) Twin(deviceID string) (iothub.Twin, error) {
-	e, err := h.entry(deviceID)
+// Twin returns the service view of a device's or module's twin, named by
+// Key (service-api §4.1).
+func (h *Hub) Twin(key string) (iothub.Twin, error) {
+	e, err := h.entry(key)
 	if err != nil {
 		return iothub.Twin{}, err
 	}
@@ -24,7 +25,7 @@ func (e *entry) twin() iothub.Twin {
 	rec := e.rec.Load()
 	d := e.device()
 	t := rec.Twin
-	t.DeviceID = d.DeviceID
+	t.DeviceID, t.ModuleID = d.DeviceID, rec.ModuleID
 	t.ETag = twinETag(rec.TwinETag)
 	t.DeviceETag = d.ETag
 	t.Status = d.Status

@@ -3,12 +3,22 @@ package rest
 import (
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
+// twinKey names the device or module twin of the path.
+func twinKey(r *http.Request) string {
+	if chi.URLParam(r, "mid") != "" {
+		return moduleKey(r)
+	}
+	return pathID(r, "id")
+}
+
 func (s *Server) handleGetTwin(w http.ResponseWriter, r *http.Request) {
-	t, err := s.hub.Twin(pathID(r, "id"))
+	t, err := s.hub.Twin(twinKey(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -27,7 +37,7 @@ func (s *Server) handleUpdateTwin(replace bool) http.HandlerFunc {
 			return
 		}
 		patch := hub.TwinPatch{Tags: b.Tags, Desired: b.DesiredProps()}
-		t, err := s.hub.UpdateTwin(r.Context(), pathID(r, "id"), patch, r.Header.Get("If-Match"), replace)
+		t, err := s.hub.UpdateTwin(r.Context(), twinKey(r), patch, r.Header.Get("If-Match"), replace)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -46,7 +56,7 @@ func (s *Server) handleInvokeMethod(w http.ResponseWriter, r *http.Request) {
 		s.writeMethodError(w, r, err)
 		return
 	}
-	res, err := s.hub.InvokeMethod(r.Context(), pathID(r, "id"), req)
+	res, err := s.hub.InvokeMethod(r.Context(), twinKey(r), req)
 	if err != nil {
 		s.writeMethodError(w, r, err)
 		return
