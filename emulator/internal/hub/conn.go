@@ -42,15 +42,13 @@ type Conn struct {
 	subs       atomic.Uint32
 }
 
-// DeviceID returns the connected device's id.
-func (c *Conn) DeviceID() string { return c.e.id }
-
 // Subscribed reports whether the connection receives every family in s.
 func (c *Conn) Subscribed(s Subscriptions) bool {
 	return Subscriptions(c.subs.Load())&s == s
 }
 
-// Attach records that deviceID connected over link. With persistent (MQTT
+// Attach records that the identity key (a device id or a module's Key)
+// connected over link. With persistent (MQTT
 // CleanSession=0) the subscriptions of its previous session, even from
 // before a restart, apply at once; otherwise they are discarded
 // (device-protocol §5.4). It returns the connection and whether a session

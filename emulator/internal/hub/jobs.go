@@ -143,6 +143,17 @@ func (h *Hub) Job(id string) (iothub.Job, error) {
 	return jb.snapshot(), nil
 }
 
+// jobList returns every job, in no particular order.
+func (h *Hub) jobList() []*job {
+	h.jobMu.Lock()
+	defer h.jobMu.Unlock()
+	list := make([]*job, 0, len(h.jobs))
+	for _, jb := range h.jobs {
+		list = append(list, jb)
+	}
+	return list
+}
+
 func (h *Hub) job(id string) (*job, error) {
 	h.jobMu.Lock()
 	jb := h.jobs[id]
@@ -156,14 +167,8 @@ func (h *Hub) job(id string) (*job, error) {
 // Jobs lists jobs, optionally of one type and status, compared
 // case-insensitively as C# sends PascalCase (service-api §7.2).
 func (h *Hub) Jobs(jobType, status string) []iothub.Job {
-	h.jobMu.Lock()
-	list := make([]*job, 0, len(h.jobs))
-	for _, jb := range h.jobs {
-		list = append(list, jb)
-	}
-	h.jobMu.Unlock()
 	var out []iothub.Job
-	for _, jb := range list {
+	for _, jb := range h.jobList() {
 		j := jb.snapshot()
 		if (jobType == "" || strings.EqualFold(jobType, string(j.Type))) && (status == "" || strings.EqualFold(status, string(j.Status))) {
 			out = append(out, j)
@@ -505,14 +510,8 @@ func (h *Hub) putJobLocked(jb *job) {
 
 // deviceJobDocs are the per-device job records, for FROM devices.jobs.
 func (h *Hub) deviceJobDocs() []query.Doc {
-	h.jobMu.Lock()
-	list := make([]*job, 0, len(h.jobs))
-	for _, jb := range h.jobs {
-		list = append(list, jb)
-	}
-	h.jobMu.Unlock()
 	var docs []query.Doc
-	for _, jb := range list {
+	for _, jb := range h.jobList() {
 		jb.mu.Lock()
 		for _, id := range jb.order {
 			docs = append(docs, newJobDoc(*jb.devices[id]))
