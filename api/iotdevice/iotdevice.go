@@ -38,6 +38,9 @@ type Options struct {
 	// CAFile is a PEM file of CAs to trust instead of the system roots
 	// (the emulator's ca.pem).
 	CAFile string
+	// Certificate is the client certificate of an X.509 identity; the
+	// connection string then says x509=true.
+	Certificate *tls.Certificate
 	// WebSocket uses MQTT over WebSocket on port 443.
 	WebSocket bool
 	// TokenLifetime is how long each SAS token lives; the client reconnects
@@ -91,8 +94,11 @@ var ErrClosed = errors.New("iotdevice: client closed")
 
 // New prepares a client; register handlers, then call Connect.
 func New(cs connstr.Device, opts Options) (*Client, error) {
-	if cs.SharedAccessKey == "" {
-		return nil, errors.New("iotdevice: only connection strings with SharedAccessKey are supported")
+	if cs.X509 != (opts.Certificate != nil) {
+		return nil, errors.New("iotdevice: an x509=true connection string needs Options.Certificate, and only it")
+	}
+	if !cs.X509 && cs.SharedAccessKey == "" {
+		return nil, errors.New("iotdevice: only connection strings with SharedAccessKey or x509=true are supported")
 	}
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = time.Hour
@@ -182,6 +188,9 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 		h = hh
 	}
 	cfg := &tls.Config{ServerName: h, MinVersion: tls.VersionTLS12}
+	if c.opts.Certificate != nil {
+		cfg.Certificates = []tls.Certificate{*c.opts.Certificate}
+	}
 	if c.opts.CAFile != "" {
 		pem, err := os.ReadFile(c.opts.CAFile)
 		if err != nil {
@@ -197,9 +206,12 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 }
 
 // credentials gives the username and a fresh SAS token at every connect
-// (device-protocol §3, §4.1).
+// (device-protocol §3, §4.1); an X.509 identity sends no password.
 func (c *Client) credentials() (string, string) {
 	u := topic.Username{Host: c.cs.HostName, DeviceID: c.cs.DeviceID, ModuleID: c.cs.ModuleID, APIVersion: APIVersion, DeviceClientType: "iothub-emulator-go/1"}
+	if c.cs.X509 {
+		return u.String(), ""
+	}
 	res := sas.DeviceResource(c.cs.HostName, c.cs.DeviceID, c.cs.ModuleID)
 	tok, err := sas.New(res, c.cs.SharedAccessKeyName, c.cs.SharedAccessKey, time.Now().Add(c.opts.TokenLifetime))
 	if err != nil {
@@ -221,8 +233,10 @@ func (c *Client) Connect(ctx context.Context) error {
 		c.cli.Disconnect(0)
 		return err
 	}
-	c.wg.Add(1)
-	go c.renew()
+	if !c.cs.X509 {
+		c.wg.Add(1)
+		go c.renew()
+	}
 	return nil
 }
 

@@ -3,6 +3,8 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,7 +76,12 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 			return deny("the will must be the device's own telemetry at QoS 0 or 1")
 		}
 	}
-	closeAt, err := h.b.hub.AuthenticateDevice(u.Host, u.DeviceID, u.ModuleID, string(pk.Connect.Password))
+	var closeAt time.Time
+	if len(pk.Connect.Password) == 0 {
+		closeAt, err = h.b.hub.AuthenticateX509(u.Host, u.DeviceID, u.ModuleID, clientCertificate(cl))
+	} else {
+		closeAt, err = h.b.hub.AuthenticateDevice(u.Host, u.DeviceID, u.ModuleID, string(pk.Connect.Password))
+	}
 	if err != nil {
 		var e *iothub.Error
 		if errors.As(err, &e) {
@@ -84,6 +91,19 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	h.b.expiry.Store(cl, closeAt)
 	return true
+}
+
+// clientCertificate returns the certificate the client presented in its
+// TLS handshake, or nil.
+func clientCertificate(cl *mqtt.Client) *x509.Certificate {
+	c, ok := cl.Net.Conn.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return nil
+	}
+	if certs := c.ConnectionState().PeerCertificates; len(certs) > 0 {
+		return certs[0]
+	}
+	return nil
 }
 
 // OnACLCheck allows every publish (OnPublish decides and closes the

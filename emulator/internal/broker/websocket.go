@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -43,17 +44,25 @@ func (b *Broker) WebSocketHandler() http.Handler {
 			return
 		}
 		defer b.wg.Done()
-		b.serveConn("wss", &wsConn{ws: ws})
+		c := &wsConn{ws: ws}
+		if r.TLS != nil {
+			c.state = *r.TLS
+		}
+		b.serveConn("wss", c)
 	})
 }
 
 // wsConn is a net.Conn over a WebSocket: binary frame payloads form one
 // byte stream, so MQTT packets may span or share frames.
 type wsConn struct {
-	ws *websocket.Conn
-	r  io.Reader
-	wm sync.Mutex
+	ws    *websocket.Conn
+	r     io.Reader
+	wm    sync.Mutex
+	state tls.ConnectionState // of the HTTPS connection it was upgraded from
 }
+
+// ConnectionState gives the TLS state, client certificate included.
+func (c *wsConn) ConnectionState() tls.ConnectionState { return c.state }
 
 func (c *wsConn) Read(p []byte) (int, error) {
 	for {

@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net"
 	"strings"
@@ -122,6 +125,50 @@ func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.T
 	exp, _ := tok.ExpiresAt()
 	// The connection may last until the token expires, plus the skew.
 	return exp.Add(h.opts.TokenSkew), nil
+}
+
+// AuthenticateX509 checks a device (or module) that connects with a
+// client certificate and no password: the identity must be selfSigned and
+// the certificate's SHA-1 or SHA-256 thumbprint must match its primary or
+// secondary thumbprint (device-protocol §4.2). CA-signed identities are
+// not supported. It returns when the certificate expires.
+func (h *Hub) AuthenticateX509(host, deviceID, moduleID string, cert *x509.Certificate) (time.Time, error) {
+	fail := func(format string, args ...any) (time.Time, error) {
+		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, format, args...)
+	}
+	if !h.knownHost(host) {
+		return fail("host %q is not this hub (%s)", host, strings.Join(h.opts.HostNames, ", "))
+	}
+	key := Key(deviceID, moduleID)
+	e, err := h.entry(key)
+	if err != nil {
+		return fail("%q is not registered", key)
+	}
+	if err := h.deviceEnabled(e); err != nil {
+		return time.Time{}, err
+	}
+	if cert == nil {
+		return fail("%q sent neither a SAS token nor a client certificate", key)
+	}
+	auth := e.rec.Load().Device.Authentication
+	if auth.Type != iothub.AuthSelfSigned {
+		return fail("%q is a %s identity; only selfSigned identities may use a certificate here", key, auth.Type)
+	}
+	now := h.now()
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return fail("the client certificate of %q is not valid now", key)
+	}
+	s1 := sha1.Sum(cert.Raw)
+	s256 := sha256.Sum256(cert.Raw)
+	for _, want := range []*string{auth.X509Thumbprint.PrimaryThumbprint, auth.X509Thumbprint.SecondaryThumbprint} {
+		if want == nil {
+			continue
+		}
+		if strings.EqualFold(*want, hex.EncodeToString(s1[:])) || strings.EqualFold(*want, hex.EncodeToString(s256[:])) {
+			return cert.NotAfter, nil
+		}
+	}
+	return fail("the client certificate's thumbprint matches neither thumbprint of %q", key)
 }
 
 func (h *Hub) deviceKeys(e *entry, keyName string) ([]string, error) {

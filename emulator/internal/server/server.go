@@ -105,7 +105,9 @@ func Open(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Client certificates are requested, not required or verified here:
+	// X.509 devices are checked against their registered thumbprints.
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 
 	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, StoreFile), bolt.Options{NoSync: cfg.NoSync}); err != nil {
 		return nil, err
