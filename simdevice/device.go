@@ -112,6 +112,10 @@ func (s *sim) connect(ctx context.Context) error {
 		cli.OnMethod("firmwareUpdate", s.onFirmwareUpdate)
 		cli.OnMethod("factoryReset", s.onFactoryReset)
 		cli.OnDesired(func(p map[string]any, v int64) { s.applyDesired(context.Background(), cli, p, v) })
+		cli.OnC2D(func(body []byte, props topic.Properties) {
+			id, _ := props.Get(topic.MessageID)
+			s.log.Info("cloud-to-device message", "messageId", id, "body", string(body))
+		})
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = cli.Connect(cctx)
 		cancel()

@@ -61,6 +61,10 @@ const APIVersion = iothub.APIVersion
 // marshalled to JSON (nil sends null).
 type MethodHandler func(ctx context.Context, payload json.RawMessage) (status int, response any)
 
+// C2DHandler receives a cloud-to-device message. The client acknowledges
+// it when the handler returns, which completes it at the hub.
+type C2DHandler func(body []byte, props topic.Properties)
+
 // DesiredHandler receives a desired-properties patch and its $version.
 type DesiredHandler func(patch map[string]any, version int64)
 
@@ -74,6 +78,8 @@ type Client struct {
 	mu       sync.Mutex
 	methods  map[string]MethodHandler   // guarded by mu
 	desired  DesiredHandler             // guarded by mu
+	c2d      C2DHandler                 // guarded by mu
+	events   chan func()                // desired patches and C2D messages, in order
 	pending  map[string]chan twinResult // guarded by mu
 	rid      atomic.Uint64
 	desiredV atomic.Int64 // the newest desired $version delivered
@@ -110,7 +116,8 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 		opts.Logger = slog.Default()
 	}
 	c := &Client{cs: cs, opts: opts, log: opts.Logger.With("device", clientID(cs)),
-		methods: map[string]MethodHandler{}, pending: map[string]chan twinResult{}, closed: make(chan struct{})}
+		methods: map[string]MethodHandler{}, pending: map[string]chan twinResult{}, closed: make(chan struct{}),
+		events: make(chan func(), 64)}
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -126,10 +133,13 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetConnectTimeout(30 * time.Second).
-		// Each message is handled on its own goroutine: a method handler
-		// or desired callback may make twin calls without blocking the
-		// delivery of their responses.
-		SetOrderMatters(false).
+		// Messages arrive in order on one goroutine, which never blocks:
+		// methods are answered on goroutines of their own, and desired
+		// patches and cloud-to-device messages go, in order, to the
+		// client's event goroutine, which acknowledges each
+		// cloud-to-device message after its handler returns.
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.log.Info("connection lost", "error", err) }).
 		SetDefaultPublishHandler(c.onMessage)
@@ -221,16 +231,21 @@ func (c *Client) credentials() (string, string) {
 	return u.String(), tok.String()
 }
 
-// Connect connects, subscribes to methods, twin responses and desired
-// changes, and starts renewing the token. It fails if the first
-// connection fails (later drops are retried with exponential backoff).
+// Connect connects, subscribes to methods, twin responses, desired changes
+// and (with an OnC2D handler) cloud-to-device messages, and starts
+// renewing the token. It fails if the first connection fails (later drops
+// are retried with exponential backoff); a client whose Connect failed is
+// not used again.
 func (c *Client) Connect(ctx context.Context) error {
 	t := c.cli.Connect()
 	if err := wait(ctx, t); err != nil {
+		c.cli.Disconnect(0)
 		return fmt.Errorf("iotdevice: connect %s: %w", c.cs.DeviceID, err)
 	}
+	c.wg.Add(1)
+	go c.runEvents()
 	if err := c.subscribe(ctx); err != nil {
-		c.cli.Disconnect(0)
+		c.Close()
 		return err
 	}
 	if !c.cs.X509 {
@@ -251,6 +266,11 @@ func wait(ctx context.Context, t paho.Token) error {
 
 func (c *Client) subscribe(ctx context.Context) error {
 	filters := map[string]byte{topic.FilterMethods: 0, topic.FilterTwinResponses: 0, topic.FilterDesired: 0}
+	c.mu.Lock()
+	if c.c2d != nil && c.cs.ModuleID == "" {
+		filters[topic.FilterC2D(c.cs.DeviceID)] = 1
+	}
+	c.mu.Unlock()
 	if err := wait(ctx, c.cli.SubscribeMultiple(filters, nil)); err != nil {
 		return fmt.Errorf("iotdevice: subscribe: %w", err)
 	}
@@ -320,6 +340,15 @@ func (c *Client) OnMethod(name string, fn MethodHandler) {
 	c.mu.Unlock()
 }
 
+// OnC2D registers the cloud-to-device message handler. Register it before
+// Connect: the client subscribes to its messages only then, as the SDKs
+// subscribe only once a handler exists.
+func (c *Client) OnC2D(fn C2DHandler) {
+	c.mu.Lock()
+	c.c2d = fn
+	c.mu.Unlock()
+}
+
 // OnDesired registers the desired-properties handler.
 func (c *Client) OnDesired(fn DesiredHandler) {
 	c.mu.Lock()
@@ -343,7 +372,7 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 		}
 		c.wg.Add(1)
 		c.mu.Unlock()
-		c.answer(t.Method, t.RequestID, m.Payload())
+		go c.answer(t.Method, t.RequestID, m.Payload())
 	case topic.TwinResponse:
 		c.mu.Lock()
 		ch := c.pending[t.RequestID]
@@ -352,6 +381,16 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 		if ch != nil {
 			ch <- twinResult{status: t.Status, version: t.Version, body: m.Payload()}
 		}
+	case topic.C2D:
+		c.queue(func() {
+			c.mu.Lock()
+			fn := c.c2d
+			c.mu.Unlock()
+			if fn != nil {
+				fn(m.Payload(), t.Properties)
+			}
+			m.Ack() // the hub completes the message on this PUBACK
+		})
 	case topic.TwinDesired:
 		patch, err := iothub.DecodeObject(m.Payload())
 		if err != nil {
@@ -370,11 +409,34 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 				break
 			}
 		}
-		c.mu.Lock()
-		fn := c.desired
-		c.mu.Unlock()
-		if fn != nil {
-			fn(patch, t.Version)
+		c.queue(func() {
+			c.mu.Lock()
+			fn := c.desired
+			c.mu.Unlock()
+			if fn != nil {
+				fn(patch, t.Version)
+			}
+		})
+	}
+}
+
+// queue hands work to the event goroutine, which runs it in arrival order.
+func (c *Client) queue(work func()) {
+	select {
+	case c.events <- work:
+	case <-c.closed:
+	}
+}
+
+// runEvents runs queued work until the client closes.
+func (c *Client) runEvents() {
+	defer c.wg.Done()
+	for {
+		select {
+		case work := <-c.events:
+			work()
+		case <-c.closed:
+			return
 		}
 	}
 }

@@ -140,7 +140,9 @@ type link struct {
 	b     *Broker
 	cl    *mqtt.Client
 	conn  *hub.Conn
-	rid   uint64 // guarded by mu
+	rid   uint64            // guarded by mu; method request ids
+	pid   uint32            // guarded by mu; C2D packet ids
+	c2d   map[uint16]string // guarded by mu; C2D packet id → lock token
 	mu    sync.Mutex
 	timer *time.Timer
 	will  *pendingWill

@@ -172,11 +172,17 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // Wrapping ErrRejectPacket makes mochi end the connection.
 var errQoS2 = fmt.Errorf("%w: QoS 2 publishes are not supported", packets.ErrRejectPacket)
 
-// OnPacketRead closes the connection on a QoS 2 PUBLISH.
+// OnPacketRead closes the connection on a QoS 2 PUBLISH and completes
+// cloud-to-device messages on PUBACK.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 {
+	switch {
+	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2:
 		h.b.log.Info("closing device connection", "client", cl.ID, "reason", errQoS2)
 		return pk, errQoS2
+	case pk.FixedHeader.Type == packets.Puback:
+		if l := h.b.linkOf(cl); l != nil {
+			l.acked(pk.PacketID)
+		}
 	}
 	return pk, nil
 }

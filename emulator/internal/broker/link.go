@@ -2,10 +2,12 @@ package broker
 
 import (
 	"errors"
+	"sort"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
 // NextRequestID numbers method requests per connection in lower-case hex,
@@ -25,6 +27,78 @@ func (l *link) SendMethod(name, rid string, payload []byte) error {
 // SendDesired implements hub.Link.
 func (l *link) SendDesired(version int64, body []byte) error {
 	return l.publish(topic.Desired(version), body)
+}
+
+// SendC2D implements hub.Link: the message goes out at QoS 1 on
+// devices/{d}/messages/devicebound/{bag}, and the device's PUBACK
+// completes it (device-protocol §7.3, §9.1). The broker, not mochi, tracks
+// these packet ids, so mochi never resends them on a later connection.
+func (l *link) SendC2D(m hub.C2DMessage) error {
+	l.mu.Lock()
+	l.pid++
+	if l.pid == 0 || l.pid > 65535 {
+		l.pid = 1
+	}
+	id := l.pid
+	if l.c2d == nil {
+		l.c2d = map[uint16]string{}
+	}
+	l.c2d[uint16(id)] = m.LockToken
+	l.mu.Unlock()
+	d, _ := identity(l.cl.ID)
+	t := topic.Topic{Kind: topic.C2D, DeviceID: d, Properties: c2dBag(d, m)}
+	return l.cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   t.String(),
+		Payload:     m.Body,
+		PacketID:    uint16(id),
+	})
+}
+
+// c2dBag is the property bag of a cloud-to-device message in the order the
+// hub writes it: system properties, iothub-ack, then application
+// properties by name (device-protocol §7.3).
+func c2dBag(deviceID string, m hub.C2DMessage) topic.Properties {
+	var p topic.Properties
+	if m.MessageID != "" {
+		p = p.Set(topic.MessageID, m.MessageID)
+	}
+	p = p.Set(topic.To, "/devices/"+deviceID+"/messages/devicebound")
+	for _, kv := range [][2]string{{topic.CorrelationID, m.CorrelationID}, {topic.UserID, m.UserID},
+		{topic.ContentType, m.ContentType}, {topic.ContentEncoding, m.ContentEncoding}} {
+		if kv[1] != "" {
+			p = p.Set(kv[0], kv[1])
+		}
+	}
+	if m.ExpirySet {
+		p = p.Set(topic.Expiry, m.ExpiryTime.UTC().Format("2006-01-02T15:04:05.0000000Z"))
+	}
+	ack := m.Ack
+	if ack == "" {
+		ack = "none"
+	}
+	p = p.Set("iothub-ack", ack)
+	names := make([]string, 0, len(m.Properties))
+	for k := range m.Properties {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		p = p.Set(k, m.Properties[k])
+	}
+	return p
+}
+
+// acked handles a PUBACK: the cloud-to-device message sent with that
+// packet id is complete.
+func (l *link) acked(packetID uint16) {
+	l.mu.Lock()
+	tok, ok := l.c2d[packetID]
+	delete(l.c2d, packetID)
+	l.mu.Unlock()
+	if ok {
+		l.conn.CompleteC2D(tok)
+	}
 }
 
 // Close implements hub.Link.

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -18,6 +19,9 @@ type Link interface {
 	SendMethod(name, rid string, payload []byte) error
 	// SendDesired delivers a desired-properties notification.
 	SendDesired(version int64, body []byte) error
+	// SendC2D delivers a cloud-to-device message; the link reports the
+	// device's acknowledgement with Conn.CompleteC2D.
+	SendC2D(m C2DMessage) error
 	// Close closes the connection; reason is logged.
 	Close(reason string)
 }
@@ -40,6 +44,9 @@ type Conn struct {
 	link       Link
 	persistent bool
 	subs       atomic.Uint32
+
+	sentMu sync.Mutex
+	sent   map[string]bool // guarded by sentMu; C2D lock tokens sent on this connection
 }
 
 // Subscribed reports whether the connection receives every family in s.
@@ -80,6 +87,7 @@ func (h *Hub) Attach(ctx context.Context, deviceID string, link Link, persistent
 		old.link.Close("a new connection of the same device replaced it")
 	}
 	h.log.Info("device connected", "device", deviceID, "persistent", persistent, "sessionPresent", present)
+	h.deliverC2D(e)
 	return c, present, nil
 }
 
@@ -115,10 +123,13 @@ func (h *Hub) changeSubs(c *Conn, change func(uint32) uint32) error {
 	c.subs.Store(change(c.subs.Load()))
 	c.e.notifyLocked()
 	c.e.connMu.Unlock()
-	if !c.persistent {
-		return nil
+	if c.persistent {
+		if err := h.setSession(c.e, Subscriptions(c.subs.Load())); err != nil {
+			return err
+		}
 	}
-	return h.setSession(c.e, Subscriptions(c.subs.Load()))
+	h.deliverC2D(c.e)
+	return nil
 }
 
 // setSession stores a device's persistent subscriptions if they changed.

@@ -55,6 +55,7 @@ type Record struct {
 	TwinETag   int64         `json:"twinEtagCounter"`
 	DeviceETag int64         `json:"deviceEtagCounter"`
 	Session    Subscriptions `json:"session"`
+	C2D        []C2DMessage  `json:"c2d,omitempty"` // pending cloud-to-device messages, oldest first
 }
 
 // Options configures a Hub. The zero value of each field is a usable default.

@@ -1,0 +1,103 @@
+package emulatortest_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// Ensure that cloud-to-device messages reach the device in order on its
+// devicebound topic with the hub's property bag, wait in a durable queue
+// while it is offline, leave the queue when acknowledged, and that the
+// queue holds at most 50 (device-protocol §7.3, §9).
+func TestC2D(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := testCtx(t)
+	cs := e.AddDevice(t, "c2d")
+	pending := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			d, _ := svc.Device(ctx, "c2d")
+			if d.CloudToDeviceMessageCount == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pending count %d, want %d", d.CloudToDeviceMessageCount, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	exp := iothub.NewTime(time.Date(2099, 1, 2, 3, 4, 5, 0, time.UTC))
+	if err := svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "first", MessageID: "m-1", Properties: map[string]string{"color": "red/blue"}, ExpiryTimeUTC: &exp}); err != nil {
+		t.Fatal(err)
+	}
+	pending(1)
+	msgs := make(chan paho.Message, 4)
+	c, err := rawClient(t, e, cs, raw{msgs: msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe(topic.FilterC2D("c2d"), 1, nil).Wait()
+	m := recv(t, msgs)
+	want := "devices/c2d/messages/devicebound/%24.mid=m-1&%24.to=%2Fdevices%2Fc2d%2Fmessages%2Fdevicebound&%24.exp=2099-01-02T03%3A04%3A05.0000000Z&iothub-ack=none&color=red%2Fblue"
+	if m.Topic() != want || string(m.Payload()) != "first" || m.Qos() != 1 {
+		t.Fatalf("got %s %q qos %d\nwant %s", m.Topic(), m.Payload(), m.Qos(), want)
+	}
+	pending(0) // paho acknowledged it
+	c.Disconnect(0)
+
+	for i := 0; i < hub.MaxC2DQueue; i++ {
+		if err := svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: strings.Repeat("x", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "one too many"})
+	wantCode(t, err, iothub.DeviceMaximumQueueDepthExceeded)
+	n, err := svc.PurgeC2D(ctx, "c2d")
+	if err != nil || n != hub.MaxC2DQueue {
+		t.Fatalf("purged %d, %v", n, err)
+	}
+	pending(0)
+
+	// Queued while offline, kept across a restart, delivered to the Go
+	// client in order.
+	svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "a"})
+	svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "b"})
+	e = e.Restart(t)
+	svc = e.Service(t)
+	got := make(chan string, 4)
+	dev, err := iotdevice.New(cs, iotdevice.Options{CAFile: e.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.OnC2D(func(body []byte, _ topic.Properties) { got <- string(body) })
+	if err := dev.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	var order []string
+	for len(order) < 2 {
+		select {
+		case g := <-got:
+			order = append(order, g)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("received %v", order)
+		}
+	}
+	if order[0] != "a" || order[1] != "b" {
+		t.Fatalf("order %v", order)
+	}
+	pending(0)
+}
