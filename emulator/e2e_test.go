@@ -184,12 +184,22 @@ func TestE2EFirmwareUpdate(t *testing.T) {
 	bin := binaries(t)
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "fw-1")
-	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
+	sim := startProcess(t, filepath.Join(bin, "simdevice"), nil, "-connection-string", cs.String(), "-ca-file", e.CAFile(),
 		"-reboot-delay", "500ms", "-firmware-step-delay", "1s", "-telemetry-interval", "0")
 	out, err := runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "invoke", "-device", "fw-1", "-method", "ping", "-connect-timeout", "30")
 	if err != nil || !strings.Contains(out, "status 404") {
 		t.Fatalf("unknown method: %v\n%s", err, out)
 	}
+	out, err = runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "c2d", "send", "-device", "fw-1", "-body", "hello", "-property", "k=v")
+	if err != nil || !strings.Contains(out, "queued a message for fw-1") {
+		t.Fatalf("c2d send: %v\n%s", err, out)
+	}
+	waitFor(t, func() error {
+		if !strings.Contains(sim.out.String(), `msg="cloud-to-device message" device=fw-1 messageId="" body=hello`) {
+			return fmt.Errorf("simdevice did not log the message")
+		}
+		return nil
+	})
 	out, err = runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "firmware", "-device", "fw-1", "-version", "2.1.0")
 	if err != nil {
 		t.Fatalf("invoker: %v\n%s", err, out)

@@ -12,6 +12,7 @@
 //	invoker job reboot|method|twin -condition "tags.site = 'lab'" ...   schedule a job and follow it
 //	invoker job show|cancel -id ID;  invoker job list
 //	invoker messages -device ID                     recent telemetry (emulator only)
+//	invoker c2d send -device ID -body TEXT [-property k=v]   a cloud-to-device message (emulator only); c2d purge
 //
 // Common flags: -connection-string (IOTHUB_CONNECTION_STRING), -ca-file
 // (IOTHUB_CA_FILE), -output text|json (IOTHUB_OUTPUT). Every flag has an
@@ -52,7 +53,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: invoker reboot|firmware|invoke|twin|device|query|job|messages [flags]; run a command with -h for its flags")
+var errUsage = errors.New("usage: invoker reboot|firmware|invoke|twin|device|query|job|messages|c2d [flags]; run a command with -h for its flags")
 
 // env is what every command gets: its flags, a client and the output.
 type env struct {
@@ -112,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	sub := ""
-	if (cmd == "twin" || cmd == "device" || cmd == "job") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+	if (cmd == "twin" || cmd == "device" || cmd == "job" || cmd == "c2d") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		sub, rest = rest[0], rest[1:]
 	}
 	e := newEnv(strings.TrimSpace(cmd+" "+sub), stdout, stderr)
@@ -131,6 +132,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdQuery(ctx, e, rest)
 	case "job":
 		return cmdJob(ctx, e, sub, rest)
+	case "c2d":
+		return cmdC2D(ctx, e, sub, rest)
 	case "messages":
 		return cmdMessages(ctx, e, rest)
 	}
