@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
 // propertyFlags collects repeated -property k=v flags.
@@ -41,7 +41,7 @@ func cmdC2D(ctx context.Context, e *env, sub string, args []string) error {
 	}
 	switch sub {
 	case "send":
-		m := iotservice.C2DMessage{Body: *body, MessageID: *mid, Properties: props}
+		m := iothub.CloudToDeviceMessage{Body: *body, MessageID: *mid, Properties: props}
 		if err := e.svc.SendC2D(ctx, *id, m); err != nil {
 			return explain(*id, err)
 		}

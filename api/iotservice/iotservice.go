@@ -369,21 +369,9 @@ func (c *Client) Jobs(ctx context.Context, jobType iothub.JobType, status iothub
 	return out, nil
 }
 
-// C2DMessage is a cloud-to-device message for SendC2D.
-type C2DMessage struct {
-	Body            string            `json:"body"`
-	MessageID       string            `json:"messageId,omitempty"`
-	CorrelationID   string            `json:"correlationId,omitempty"`
-	ContentType     string            `json:"contentType,omitempty"`
-	ContentEncoding string            `json:"contentEncoding,omitempty"`
-	ExpiryTimeUTC   *iothub.Time      `json:"expiryTimeUtc,omitempty"`
-	Ack             string            `json:"ack,omitempty"`
-	Properties      map[string]string `json:"properties,omitempty"`
-}
-
 // SendC2D queues a cloud-to-device message for a device. It is an
 // emulator-only endpoint: Azure takes these messages over AMQP.
-func (c *Client) SendC2D(ctx context.Context, id string, m C2DMessage) error {
+func (c *Client) SendC2D(ctx context.Context, id string, m iothub.CloudToDeviceMessage) error {
 	_, err := c.do(ctx, request{method: http.MethodPost, path: "/emulator" + devicePath(id) + "/messages/devicebound", body: m})
 	return err
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
-	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
@@ -40,7 +39,7 @@ func TestC2D(t *testing.T) {
 		}
 	}
 	exp := iothub.NewTime(time.Date(2099, 1, 2, 3, 4, 5, 0, time.UTC))
-	if err := svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "first", MessageID: "m-1", Properties: map[string]string{"color": "red/blue"}, ExpiryTimeUTC: &exp}); err != nil {
+	if err := svc.SendC2D(ctx, "c2d", iothub.CloudToDeviceMessage{Body: "first", MessageID: "m-1", Properties: map[string]string{"color": "red/blue"}, ExpiryTimeUTC: &exp}); err != nil {
 		t.Fatal(err)
 	}
 	pending(1)
@@ -59,11 +58,11 @@ func TestC2D(t *testing.T) {
 	c.Disconnect(0)
 
 	for i := 0; i < hub.MaxC2DQueue; i++ {
-		if err := svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: strings.Repeat("x", i+1)}); err != nil {
+		if err := svc.SendC2D(ctx, "c2d", iothub.CloudToDeviceMessage{Body: strings.Repeat("x", i+1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err = svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "one too many"})
+	err = svc.SendC2D(ctx, "c2d", iothub.CloudToDeviceMessage{Body: "one too many"})
 	wantCode(t, err, iothub.DeviceMaximumQueueDepthExceeded)
 	n, err := svc.PurgeC2D(ctx, "c2d")
 	if err != nil || n != hub.MaxC2DQueue {
@@ -73,8 +72,8 @@ func TestC2D(t *testing.T) {
 
 	// Queued while offline, kept across a restart, delivered to the Go
 	// client in order.
-	svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "a"})
-	svc.SendC2D(ctx, "c2d", iotservice.C2DMessage{Body: "b"})
+	svc.SendC2D(ctx, "c2d", iothub.CloudToDeviceMessage{Body: "a"})
+	svc.SendC2D(ctx, "c2d", iothub.CloudToDeviceMessage{Body: "b"})
 	e = e.Restart(t)
 	svc = e.Service(t)
 	got := make(chan string, 4)

@@ -8,23 +8,9 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
-// C2DRequest is the body of the emulator-only send endpoint. Azure sends
-// cloud-to-device messages over AMQP, which the emulator does not speak.
-type C2DRequest struct {
-	Body            string            `json:"body"`
-	MessageID       string            `json:"messageId"`
-	CorrelationID   string            `json:"correlationId"`
-	UserID          string            `json:"userId"`
-	ContentType     string            `json:"contentType"`
-	ContentEncoding string            `json:"contentEncoding"`
-	ExpiryTimeUTC   *iothub.Time      `json:"expiryTimeUtc"`
-	Ack             string            `json:"ack"`
-	Properties      map[string]string `json:"properties"`
-}
-
 // handleSendC2D is POST /emulator/devices/{id}/messages/devicebound.
 func (s *Server) handleSendC2D(w http.ResponseWriter, r *http.Request) {
-	var req C2DRequest
+	var req iothub.CloudToDeviceMessage
 	if err := decode(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
