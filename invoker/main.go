@@ -22,14 +22,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
@@ -37,23 +33,12 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "invoker:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "invoker:", err)
-		os.Exit(1)
-	}
+	os.Exit(cmdline.Main("invoker", os.Stderr, func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}))
 }
 
-var errUsage = errors.New("usage: invoker reboot|firmware|invoke|twin|device|query|job|messages|c2d [flags]; run a command with -h for its flags")
+var errUsage = fmt.Errorf("%w: invoker reboot|firmware|invoke|twin|device|query|job|messages|c2d [flags]; run a command with -h for its flags", cmdline.ErrUsage)
 
 // env is what every command gets: its flags, a client and the output.
 type env struct {

@@ -12,13 +12,9 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
@@ -27,14 +23,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "simdevice:", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(cmdline.Main("simdevice", os.Stderr, func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Stderr)
+	}))
 }
 
 type config struct {
@@ -82,7 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return runFleet(ctx, cfg, log, stderr)
 	}
 	if cfg.conn == "" {
-		return errors.New("give -connection-string for one device, or -count with -service-connection-string for a fleet")
+		return fmt.Errorf("%w: give -connection-string for one device, or -count with -service-connection-string for a fleet", cmdline.ErrUsage)
 	}
 	cs, err := connstr.ParseDevice(cfg.conn)
 	if err != nil {

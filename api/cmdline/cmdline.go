@@ -5,13 +5,17 @@
 package cmdline
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -85,12 +89,43 @@ func (f *Flags) Duration(name string, def time.Duration, usage string) *time.Dur
 	return f.FlagSet.Duration(name, def, f.usage(name, usage))
 }
 
-// Parse parses args and reports bad environment values too.
+// Parse parses args and reports bad environment values too. A bad flag
+// is a usage mistake (ErrUsage); the flag package has already printed it.
 func (f *Flags) Parse(args []string) error {
 	if len(f.errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(f.errs, "; "))
+		return fmt.Errorf("%w: %s", ErrUsage, strings.Join(f.errs, "; "))
 	}
-	return f.FlagSet.Parse(args)
+	err := f.FlagSet.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%w: %w", errFlagPrinted, err)
+	}
+	return err
+}
+
+// ErrUsage marks a usage mistake: Main exits with status 2.
+var ErrUsage = errors.New("usage")
+
+// errFlagPrinted marks a flag error the flag package already printed.
+var errFlagPrinted = fmt.Errorf("%w: bad flag", ErrUsage)
+
+// Main runs a program with a context that SIGINT and SIGTERM cancel and
+// returns its exit status: 0 on success or -h, 2 for a usage mistake, 1
+// for any other error, which it prints as "name: error".
+func Main(name string, stderr io.Writer, run func(ctx context.Context) error) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errFlagPrinted):
+		return 2
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintln(stderr, name+":", err)
+		return 2
+	}
+	fmt.Fprintln(stderr, name+":", err)
+	return 1
 }
 
 // Logger returns a slog logger writing text or JSON at level to w.

@@ -1,6 +1,12 @@
 package cmdline
 
 import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,5 +36,28 @@ func TestEnvTwins(t *testing.T) {
 	}
 	if got := SplitList(" a, ,b "); len(got) != 2 || got[1] != "b" {
 		t.Fatalf("SplitList = %q", got)
+	}
+}
+
+func TestMainStatus(t *testing.T) {
+	bad := NewFlags("x", "X_")
+	bad.SetOutput(io.Discard)
+	flagErr := bad.Parse([]string{"-nope"})
+	tests := []struct {
+		err    error
+		status int
+		out    string
+	}{
+		{nil, 0, ""},
+		{flag.ErrHelp, 0, ""},
+		{flagErr, 2, ""},
+		{fmt.Errorf("%w: -device is required", ErrUsage), 2, "x: usage: -device is required\n"},
+		{errors.New("boom"), 1, "x: boom\n"},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		if got := Main("x", &b, func(context.Context) error { return tt.err }); got != tt.status || b.String() != tt.out {
+			t.Errorf("Main(%v) = %d %q, want %d %q", tt.err, got, b.String(), tt.status, tt.out)
+		}
 	}
 }
