@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+)
+
+// startSim runs one simulated device against an in-process emulator.
+func startSim(t *testing.T) (*emulatortest.Env, *stats) {
+	t.Helper()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "sim-1")
+	st := &stats{}
+	s := newSim(cs, iotdevice.Options{CAFile: e.CAFile(), Logger: slog.New(slog.DiscardHandler)},
+		behaviour{RebootDelay: 100 * time.Millisecond, StepDelay: 50 * time.Millisecond, FirmwareVersion: "1.0.0"},
+		slog.New(slog.DiscardHandler), st)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e, st
+}
+
+func reported(t *testing.T, e *emulatortest.Env, check func(map[string]any) error) map[string]any {
+	t.Helper()
+	svc := e.Service(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tw, err := svc.Twin(context.Background(), "sim-1")
+		if err == nil {
+			if err = check(tw.Properties.Reported.Props); err == nil {
+				return tw.Properties.Reported.Props
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func invoke(t *testing.T, e *emulatortest.Env, method, payload string) iothub.MethodResult {
+	t.Helper()
+	ten := 10
+	res, err := e.Service(t).InvokeMethod(context.Background(), "sim-1",
+		iothub.MethodRequest{MethodName: method, Payload: json.RawMessage(payload), ConnectTimeoutInSeconds: &ten})
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return res
+}
+
+// Ensure that the device reports its start-up state, acknowledges a desired
+// telemetryInterval as a writable property, and that factoryReset clears
+// what it reported and reports the start-up state again.
+func TestStartupDesiredAndFactoryReset(t *testing.T) {
+	e, _ := startSim(t)
+	reported(t, e, func(r map[string]any) error {
+		fw, _ := r["firmware"].(map[string]any)
+		if fw["version"] != "1.0.0" || fw["status"] != "current" || r["startTime"] == nil {
+			return fmt.Errorf("start-up report %v", r)
+		}
+		return nil
+	})
+	if _, err := e.Service(t).UpdateTwin(context.Background(), "sim-1", iothub.NewTwinPatch(nil, map[string]any{"telemetryInterval": 30}), ""); err != nil {
+		t.Fatal(err)
+	}
+	reported(t, e, func(r map[string]any) error {
+		ack, _ := r["telemetryInterval"].(map[string]any)
+		if fmt.Sprint(ack["value"]) != "30" || fmt.Sprint(ack["ac"]) != "200" || fmt.Sprint(ack["av"]) != "2" {
+			return fmt.Errorf("ack %v", ack)
+		}
+		return nil
+	})
+	invoke(t, e, "rebootDevice", "null")
+	reported(t, e, func(r map[string]any) error {
+		if r["rebootTime"] == nil {
+			return fmt.Errorf("no rebootTime in %v", r)
+		}
+		return nil
+	})
+	if res := invoke(t, e, "factoryReset", "null"); res.Status != 200 {
+		t.Fatalf("factoryReset: %+v", res)
+	}
+	reported(t, e, func(r map[string]any) error {
+		if r["rebootTime"] != nil || r["firmware"] == nil {
+			return fmt.Errorf("after factoryReset: %v", r)
+		}
+		return nil
+	})
+}
+
+// Ensure that a firmware update without a version is refused, and unknown
+// methods get 404.
+func TestMethodErrors(t *testing.T) {
+	e, st := startSim(t)
+	if res := invoke(t, e, "firmwareUpdate", `{}`); res.Status != 400 {
+		t.Fatalf("firmwareUpdate without a version: %+v", res)
+	}
+	if res := invoke(t, e, "selfDestruct", "null"); res.Status != 404 {
+		t.Fatalf("unknown method: %+v", res)
+	}
+	if st.methods.Load() != 1 {
+		t.Fatalf("methods counted %d", st.methods.Load())
+	}
+}
