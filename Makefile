@@ -4,7 +4,7 @@ FUZZTIME  ?= 30s
 BIN       := bin
 BINARIES  := emulator simdevice invoker
 
-.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down
+.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover
 
 all: lint test
 
@@ -67,3 +67,8 @@ up:
 	docker compose up --build
 down:
 	docker compose down -v
+
+## cover: statement coverage of every package (the emulator's packages are covered by each other's tests too)
+cover:
+	$(GO) test -count=1 -coverpkg=./... -coverprofile=cover.out ./... > /dev/null
+	$(GO) tool cover -func=cover.out | tail -n 1

@@ -483,3 +483,22 @@ func TestTelemetry(t *testing.T) {
 		t.Fatalf("device %+v", d)
 	}
 }
+
+// Ensure that unsubscribing from methods makes the device unreachable for
+// them, and that a persistent session remembers that.
+func TestUnsubscribe(t *testing.T) {
+	h := mustOpen(t, hub.Options{})
+	mustDevice(t, h, "d1")
+	c, _, _ := h.Attach(ctx, "d1", newLink(), true)
+	h.Subscribe(c, hub.SubMethods|hub.SubDesired)
+	if err := h.Unsubscribe(c, hub.SubMethods); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.InvokeMethod(ctx, "d1", iothub.MethodRequest{MethodName: "m"})
+	wantCode(t, err, iothub.DeviceNotOnline)
+	h.Detach(c)
+	c2, _, _ := h.Attach(ctx, "d1", newLink(), true)
+	if c2.Subscribed(hub.SubMethods) || !c2.Subscribed(hub.SubDesired) {
+		t.Fatal("the session did not keep the unsubscription")
+	}
+}

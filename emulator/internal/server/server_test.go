@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -97,4 +99,48 @@ func TestOpenFailureReleasesPorts(t *testing.T) {
 		t.Fatalf("the MQTT port was not released: %v", err)
 	}
 	again.Close()
+}
+
+// Ensure that a seed file creates its devices with their keys, tags and
+// desired properties, leaves existing devices alone on the next start, and
+// that a malformed seed file stops the start.
+func TestSeedFile(t *testing.T) {
+	dir := t.TempDir()
+	seedPath := filepath.Join(dir, "seed.json")
+	key := "xqC/trbUwx2w88aVh1ZLRQk51/kWbqj1qK6Cp7SlCrs="
+	os.WriteFile(seedPath, []byte(`{"devices":[{"deviceId":"sim-1","primaryKey":"`+key+`","tags":{"site":"lab"},"desired":{"telemetryInterval":5}},{"deviceId":"sim-2","status":"disabled"}]}`), 0o644)
+	cfg := func(d string) Config {
+		return Config{DataDir: d, SeedFile: seedPath, MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+	}
+	data := filepath.Join(dir, "data")
+	s, err := Open(cfg(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Hub().Device("sim-1")
+	if err != nil || d.Authentication.SymmetricKey.PrimaryKey != key || d.Authentication.SymmetricKey.SecondaryKey == "" {
+		t.Fatalf("sim-1: %+v, %v", d, err)
+	}
+	tw, _ := s.Hub().Twin("sim-1")
+	if tw.Tags["site"] != "lab" || fmt.Sprint(tw.Properties.Desired.Props["telemetryInterval"]) != "5" {
+		t.Fatalf("sim-1 twin: %+v", tw)
+	}
+	if d2, err := s.Hub().Device("sim-2"); err != nil || d2.Status != "disabled" {
+		t.Fatalf("sim-2: %+v, %v", d2, err)
+	}
+	version := tw.Properties.Desired.Version
+	s.Close()
+	s, err = Open(cfg(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw, _ = s.Hub().Twin("sim-1")
+	s.Close()
+	if tw.Properties.Desired.Version != version {
+		t.Fatalf("a second start seeded again: desired $version %d, want %d", tw.Properties.Desired.Version, version)
+	}
+	os.WriteFile(seedPath, []byte(`{"devices":[{"id":"typo"}]}`), 0o644)
+	if _, err := Open(cfg(t.TempDir())); err == nil || !strings.Contains(err.Error(), "seed file") {
+		t.Fatalf("a malformed seed file: %v", err)
+	}
 }
