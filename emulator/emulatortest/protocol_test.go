@@ -2,6 +2,7 @@ package emulatortest_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -168,4 +169,40 @@ func TestConnectionLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLost(t, lost, "deleted device")
+}
+
+// Ensure that a reported patch that is not a JSON object gets a 400 twin
+// response with the hub's JSON error and the connection stays usable, and
+// that telemetry over 256 KB closes the connection (device-protocol §6,
+// §11.2).
+func TestBadPayloads(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "bp")
+	msgs := make(chan paho.Message, 4)
+	c, err := rawClient(t, e, cs, raw{clean: true, msgs: msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe(topic.FilterTwinResponses, 0, nil).Wait()
+	for i, body := range []string{`[1]`, `{"a":`, `"text"`} {
+		rid := string(rune('a' + i))
+		c.Publish(topic.PatchReported(rid).String(), 1, false, body).Wait()
+		m := recv(t, msgs)
+		var de iothub.DeviceError
+		if m.Topic() != "$iothub/twin/res/400/?$rid="+rid || json.Unmarshal(m.Payload(), &de) != nil || de.ErrorCode != 400004 {
+			t.Fatalf("%s: got %s %s", body, m.Topic(), m.Payload())
+		}
+	}
+	c.Publish(topic.GetTwin("ok").String(), 0, false, " ").Wait()
+	if m := recv(t, msgs); m.Topic() != "$iothub/twin/res/200/?$rid=ok" {
+		t.Fatalf("after bad patches: %s", m.Topic())
+	}
+	lost := make(chan struct{})
+	big, err := rawClient(t, e, cs, raw{lost: lost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Publish(topic.Event("bp", "", nil).String(), 1, false, strings.Repeat("x", 300*1024))
+	waitLost(t, lost, "telemetry over 256 KB")
 }
