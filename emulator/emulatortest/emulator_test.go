@@ -213,6 +213,7 @@ type raw struct {
 	protocol uint                // MQTT protocol level; 0 means 4 (3.1.1)
 	msgs     chan<- paho.Message // receives what the hub sends, if set
 	lost     chan struct{}       // closed when the hub drops the connection, if set
+	present  *bool               // receives the CONNACK's session-present flag, if set
 }
 
 // rawClient connects with paho directly, to control the session, the
@@ -243,6 +244,9 @@ func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, r raw) (pah
 	tk.WaitTimeout(10 * time.Second)
 	if tk.Error() != nil {
 		return nil, tk.Error()
+	}
+	if r.present != nil {
+		*r.present = tk.(*paho.ConnectToken).SessionPresent()
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c, nil
@@ -289,9 +293,13 @@ func TestPersistentSession(t *testing.T) {
 	c.Disconnect(0)
 
 	e = e.Restart(t)
-	c, err = rawClient(t, e, cs, raw{msgs: msgs})
+	var present bool
+	c, err = rawClient(t, e, cs, raw{msgs: msgs, present: &present})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !present {
+		t.Fatal("CONNACK after a restart does not say the session is present")
 	}
 	c.Publish(topic.GetTwin("2").String(), 0, false, []byte(" ")).Wait()
 	m := recv(t, msgs)
@@ -299,7 +307,10 @@ func TestPersistentSession(t *testing.T) {
 		t.Fatalf("after restart: %s %s", m.Topic(), m.Payload())
 	}
 	c.Disconnect(0)
-	c, _ = rawClient(t, e, cs, raw{clean: true, msgs: msgs})
+	c, _ = rawClient(t, e, cs, raw{clean: true, msgs: msgs, present: &present})
+	if present {
+		t.Fatal("a clean session was reported present")
+	}
 	c.Publish(topic.GetTwin("3").String(), 1, false, nil).Wait()
 	select {
 	case m := <-msgs:

@@ -37,7 +37,7 @@ func (h *hook) ID() string { return "iothub" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish,
 	}, []byte{b})
@@ -122,6 +122,20 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, filter string, write bool) bool {
 func identity(clientID string) (deviceID, moduleID string) {
 	d, m, _ := strings.Cut(clientID, "/")
 	return d, m
+}
+
+// OnSessionEstablish lets a persistent session the hub stored (before a
+// restart, say) count as present in the CONNACK: mochi reports a session
+// present only for a client it holds, so it is given a placeholder to take
+// over (device-protocol §5.4).
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if pk.Connect.Clean || !h.b.hub.HasSession(cl.ID) {
+		return
+	}
+	if _, ok := h.b.srv.Clients.Get(cl.ID); ok {
+		return
+	}
+	h.b.srv.Clients.Add(h.b.srv.NewClient(nil, "stored-session", cl.ID, false))
 }
 
 // OnSessionEstablished attaches the connection to the hub and arms the

@@ -91,6 +91,13 @@ func (h *Hub) Attach(ctx context.Context, deviceID string, link Link, persistent
 	return c, present, nil
 }
 
+// HasSession reports whether the identity key has stored subscriptions
+// from a persistent session.
+func (h *Hub) HasSession(key string) bool {
+	e, err := h.entry(key)
+	return err == nil && e.rec.Load().Session != 0
+}
+
 // Detach records that c closed. A connection that was already replaced
 // changes nothing.
 func (h *Hub) Detach(c *Conn) {
