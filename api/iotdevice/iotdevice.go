@@ -187,7 +187,7 @@ func (c *Client) brokerURL() string {
 		h, port = hh, p
 	}
 	if c.opts.WebSocket {
-		return "wss://" + net.JoinHostPort(h, port) + "/$iothub/websocket"
+		return "wss://" + net.JoinHostPort(h, port) + topic.WebSocketPath
 	}
 	return "ssl://" + net.JoinHostPort(h, port)
 }

@@ -18,6 +18,10 @@ const (
 	FeatureModuleInputs                      // devices/{d}/modules/{m}/inputs/# (IoT Edge; never delivered)
 )
 
+// WebSocketPath is the HTTP path of MQTT over WebSocket on port 443
+// (device-protocol §1.1).
+const WebSocketPath = "/$iothub/websocket"
+
 // The filters the official SDKs subscribe with.
 const (
 	FilterMethods       = "$iothub/methods/POST/#"

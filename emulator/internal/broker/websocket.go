@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
 )
 
-// WebSocketPath is where devices open MQTT over WebSocket (device-protocol §1.1).
-const WebSocketPath = "/$iothub/websocket"
+// WebSocketPath is where devices open MQTT over WebSocket.
+const WebSocketPath = topic.WebSocketPath
 
 // WebSocketHandler upgrades requests to MQTT over WebSocket. The
 // subprotocol is matched case-insensitively ("mqtt" or "MQTT") and echoed as
