@@ -229,13 +229,7 @@ func TestE2EFleetAndJobs(t *testing.T) {
 	_, mqttPort, _ := net.SplitHostPort(e.MQTTAddr())
 	startProcess(t, filepath.Join(bin, "simdevice"), nil, "-count", fmt.Sprint(n), "-service-connection-string", e.ServiceString().String(),
 		"-gateway-host-name", "localhost:"+mqttPort, "-ca-file", e.CAFile(), "-reboot-delay", "200ms", "-telemetry-interval", "0")
-	deadline := time.Now().Add(90 * time.Second)
-	for e.Hub().ServiceStatistics().ConnectedDeviceCount < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d devices connected", e.Hub().ServiceStatistics().ConnectedDeviceCount, n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitUntil(t, 90*time.Second, connected(e, n))
 	svc := e.Service(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -310,9 +304,23 @@ func TestE2EFleetAndJobs(t *testing.T) {
 	})
 }
 
-func waitFor(t *testing.T, check func() error) {
+// connected checks that n devices are connected.
+func connected(e *emulatortest.Env, n int) func() error {
+	return func() error {
+		if got := e.Hub().ServiceStatistics().ConnectedDeviceCount; got < n {
+			return fmt.Errorf("%d of %d devices connected", got, n)
+		}
+		return nil
+	}
+}
+
+// waitFor retries check until it succeeds, failing after a minute.
+func waitFor(t testing.TB, check func() error) { waitUntil(t, time.Minute, check) }
+
+// waitUntil retries check until it succeeds, failing after timeout.
+func waitUntil(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		err := check()
 		if err == nil {

@@ -80,13 +80,7 @@ func BenchmarkFleet(b *testing.B) {
 	start := time.Now()
 	p := startProcess(b, filepath.Join(bin, "simdevice"), nil, "-count", strconv.Itoa(n), "-service-connection-string", e.ServiceString().String(),
 		"-gateway-host-name", "localhost:"+mqttPort, "-ca-file", e.CAFile(), "-telemetry-interval", "0", "-summary-interval", "1h", "-log-level", "warn")
-	deadline := time.Now().Add(10 * time.Minute)
-	for e.Hub().ServiceStatistics().ConnectedDeviceCount < n {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d devices connected", e.Hub().ServiceStatistics().ConnectedDeviceCount, n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitUntil(b, 10*time.Minute, connected(e, n))
 	took := time.Since(start)
 	b.StopTimer()
 	time.Sleep(time.Second) // let the fleet settle before reading its memory

@@ -44,12 +44,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
 	skew := f.Duration("token-skew", 5*time.Minute, "clock skew allowed on SAS token expiry")
 	maxJobs := f.Int("max-concurrent-jobs", 10, "jobs that may be queued, scheduled or running at once (Azure: 1 on S1, 5 on S2, 10 on S3)")
-	logLevel := f.String("log-level", "info", "debug, info, warn or error")
-	logFormat := f.String("log-format", "text", "text or json")
+	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	log, err := cmdline.Logger(stderr, *logFormat, *logLevel)
+	log, err := logFlags.Logger(stderr)
 	if err != nil {
 		return err
 	}

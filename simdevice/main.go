@@ -57,12 +57,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	telemetry := f.Duration("telemetry-interval", 10*time.Second, "time between telemetry messages (0: none)")
 	step := f.Duration("firmware-step-delay", 2*time.Second, "time between firmware-update stages")
 	fw := f.String("firmware-version", "1.0.0", "firmware version reported at start")
-	logLevel := f.String("log-level", "info", "debug, info, warn or error")
-	logFormat := f.String("log-format", "text", "text or json")
+	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	log, err := cmdline.Logger(stderr, *logFormat, *logLevel)
+	log, err := logFlags.Logger(stderr)
 	if err != nil {
 		return err
 	}

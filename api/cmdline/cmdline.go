@@ -128,6 +128,21 @@ func Main(name string, stderr io.Writer, run func(ctx context.Context) error) in
 	return 1
 }
 
+// LogFlags are the -log-level and -log-format flags.
+type LogFlags struct{ level, format *string }
+
+// LogFlags registers -log-level and -log-format.
+func (f *Flags) LogFlags() LogFlags {
+	return LogFlags{
+		level:  f.String("log-level", "info", "debug, info, warn or error"),
+		format: f.String("log-format", "text", "text or json"),
+	}
+}
+
+// Logger returns the logger the flags ask for, writing to w; call it after
+// Parse.
+func (l LogFlags) Logger(w io.Writer) (*slog.Logger, error) { return Logger(w, *l.format, *l.level) }
+
 // Logger returns a slog logger writing text or JSON at level to w.
 func Logger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
