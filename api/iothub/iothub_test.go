@@ -343,3 +343,23 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that AppendJSON writes what encoding/json would for a compact
+// payload, so the hub can hand a device's answer on without re-encoding it.
+func TestMethodResultAppendJSON(t *testing.T) {
+	for _, r := range []MethodResult{
+		{Status: 200, Payload: json.RawMessage(`{"result":"Reboot started"}`)},
+		{Status: 404, Payload: json.RawMessage(`"not found"`)},
+		{Status: -1, Payload: json.RawMessage(`[1,2,{"a":null}]`)},
+		{Status: 500, Payload: json.RawMessage(`null`)},
+		{Status: 0},
+	} {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.AppendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("AppendJSON(%+v) = %s, want %s", r, got, want)
+		}
+	}
+}

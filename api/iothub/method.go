@@ -2,6 +2,7 @@ package iothub
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -30,6 +31,21 @@ type MethodRequest struct {
 type MethodResult struct {
 	Status  int             `json:"status"`
 	Payload json.RawMessage `json:"payload"`
+}
+
+// AppendJSON appends r as JSON to b, the payload as it is: a hub hands on
+// a device's compact JSON answer without encoding it again. A nil payload
+// is null.
+func (r MethodResult) AppendJSON(b []byte) []byte {
+	b = append(b, `{"status":`...)
+	b = strconv.AppendInt(b, int64(r.Status), 10)
+	b = append(b, `,"payload":`...)
+	if len(r.Payload) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, r.Payload...)
+	}
+	return append(b, '}')
 }
 
 // Timeouts returns the response and connect timeouts of r, with the hub's

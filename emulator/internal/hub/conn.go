@@ -47,6 +47,9 @@ type Conn struct {
 
 	sentMu sync.Mutex
 	sent   map[string]bool // guarded by sentMu; C2D lock tokens sent on this connection
+
+	callsMu sync.Mutex
+	calls   map[string]chan iothub.MethodResult // guarded by callsMu; pending method calls by request id
 }
 
 // Subscribed reports whether the connection receives every family in s.

@@ -127,8 +127,6 @@ type Hub struct {
 	sorted   []*entry          // guarded by mu; devices by id, nil when stale
 	creating map[string]bool   // guarded by mu; ids whose create is being stored
 
-	calls sync.Map // callKey → chan iothub.MethodResult
-
 	serviceTokens sync.Map // Authorization header → verifiedToken
 	tokenCount    atomic.Int64
 

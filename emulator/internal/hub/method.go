@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,11 +9,6 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
-
-type callKey struct {
-	c   *Conn
-	rid string
-}
 
 // InvokeMethod calls a direct method on a device and waits for its answer
 // (service-api §5.2). It waits up to the connect timeout for the device to
@@ -34,10 +30,8 @@ func (h *Hub) InvokeMethod(ctx context.Context, deviceID string, req iothub.Meth
 		return iothub.MethodResult{}, err
 	}
 	rid := c.link.NextRequestID()
-	ch := make(chan iothub.MethodResult, 1)
-	key := callKey{c, rid}
-	h.calls.Store(key, ch)
-	defer h.calls.Delete(key)
+	ch := c.pend(rid)
+	defer c.unpend(rid)
 	payload := []byte(req.Payload)
 	if len(payload) == 0 {
 		// The Node SDK fails on an empty body; the hub sends null.
@@ -62,8 +56,7 @@ func (h *Hub) InvokeMethod(ctx context.Context, deviceID string, req iothub.Meth
 }
 
 func (h *Hub) waitForMethods(ctx context.Context, e *entry, timeout time.Duration) (*Conn, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
+	var deadline <-chan time.Time
 	for {
 		c, changed := e.current()
 		if c != nil && c.Subscribed(SubMethods) {
@@ -72,9 +65,14 @@ func (h *Hub) waitForMethods(ctx context.Context, e *entry, timeout time.Duratio
 		if timeout == 0 {
 			return nil, notOnline(timeout)
 		}
+		if deadline == nil {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			deadline = t.C
+		}
 		select {
 		case <-changed:
-		case <-deadline.C:
+		case <-deadline:
 			return nil, notOnline(timeout)
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -91,28 +89,49 @@ func notOnline(timeout time.Duration) error {
 	}
 }
 
+// pend registers a method call made on this connection.
+func (c *Conn) pend(rid string) chan iothub.MethodResult {
+	ch := make(chan iothub.MethodResult, 1)
+	c.callsMu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]chan iothub.MethodResult{}
+	}
+	c.calls[rid] = ch
+	c.callsMu.Unlock()
+	return ch
+}
+
+func (c *Conn) unpend(rid string) {
+	c.callsMu.Lock()
+	delete(c.calls, rid)
+	c.callsMu.Unlock()
+}
+
 // CompleteMethod delivers a device's answer to the method call rid made on
 // this connection. An answer to no pending call (late, unknown or meant
 // for another connection) is dropped. A body that is not JSON is passed on
 // as a JSON string; an empty body as null (service-api §5.2).
 func (c *Conn) CompleteMethod(rid string, status int, body []byte) {
 	c.Touch()
-	v, ok := c.hub.calls.Load(callKey{c, rid})
+	c.callsMu.Lock()
+	ch, ok := c.calls[rid]
+	c.callsMu.Unlock()
 	if !ok {
 		c.hub.log.Debug("method response for no pending call", "device", c.e.id, "rid", rid)
 		return
 	}
 	payload := json.RawMessage("null")
-	switch {
-	case len(body) == 0:
-	case json.Valid(body):
-		payload = json.RawMessage(body)
-	default:
-		c.hub.log.Warn("method response body is not JSON; passing it on as a string", "device", c.e.id, "rid", rid)
-		payload, _ = json.Marshal(string(body))
+	if len(body) > 0 {
+		var b bytes.Buffer
+		if err := json.Compact(&b, body); err == nil {
+			payload = b.Bytes()
+		} else {
+			c.hub.log.Warn("method response body is not JSON; passing it on as a string", "device", c.e.id, "rid", rid)
+			payload, _ = json.Marshal(string(body))
+		}
 	}
 	select {
-	case v.(chan iothub.MethodResult) <- iothub.MethodResult{Status: status, Payload: payload}:
+	case ch <- iothub.MethodResult{Status: status, Payload: payload}:
 	default:
 	}
 }

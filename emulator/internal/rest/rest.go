@@ -5,13 +5,15 @@
 package rest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -94,9 +96,17 @@ func (s *Server) routes() http.Handler {
 	return r
 }
 
+// currentVersionQuery is the query most requests carry, checked without
+// parsing.
+const currentVersionQuery = "api-version=" + iothub.APIVersion
+
 // apiVersion rejects requests without a served api-version.
 func (s *Server) apiVersion(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == currentVersionQuery {
+			next.ServeHTTP(w, r)
+			return
+		}
 		v := r.URL.Query().Get("api-version")
 		for _, ok := range APIVersions {
 			if v == ok {
@@ -135,17 +145,20 @@ func pathID(r *http.Request, name string) string {
 
 // decode reads a JSON body into v, keeping numbers exact.
 func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil {
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, maxBody+1)); err != nil {
 		return iothub.Errorf(iothub.ArgumentInvalid, "the request body could not be read")
 	}
+	body := buf.Bytes()
 	if len(body) > maxBody {
 		return iothub.Errorf(iothub.MessageTooLarge, "the request body is larger than %d bytes", maxBody)
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return iothub.Errorf(iothub.ArgumentNull, "the request body is empty")
 	}
-	d := json.NewDecoder(strings.NewReader(string(body)))
+	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	if err := d.Decode(v); err != nil {
 		return iothub.Errorf(iothub.IotHubFormatError, "the request body is not valid JSON: %v", err)
@@ -153,12 +166,37 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
+// bodyPool recycles request-body buffers; decoded values never keep
+// references into them (encoding/json copies, RawMessage included).
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		bodyPool.Put(b)
+	}
+}
+
+// jsonContentType is shared by every response: header values are never
+// modified after they are set.
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
 // writeJSON writes v with the content type every client needs
 // (service-api §0.5).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"Message":"ErrorCode:ServerError;the response could not be encoded"}`)
+	}
+	writeBody(w, status, b)
+}
+
+// writeBody writes a JSON body that is already encoded.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
 }
 
 // writeError writes err as IoT Hub does: its status, the iothub-errorcode

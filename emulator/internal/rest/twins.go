@@ -61,8 +61,5 @@ func (s *Server) handleInvokeMethod(w http.ResponseWriter, r *http.Request) {
 		s.writeMethodError(w, r, err)
 		return
 	}
-	if res.Payload == nil {
-		res.Payload = []byte("null")
-	}
-	writeJSON(w, http.StatusOK, res)
+	writeBody(w, http.StatusOK, res.AppendJSON(make([]byte, 0, len(res.Payload)+32)))
 }
