@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -361,5 +362,33 @@ func TestMethodResultAppendJSON(t *testing.T) {
 		if got := r.AppendJSON(nil); !bytes.Equal(got, want) {
 			t.Errorf("AppendJSON(%+v) = %s, want %s", r, got, want)
 		}
+	}
+}
+
+// Ensure that twin sections with awkward property names encode as
+// encoding/json would escape them and decode back to the same value.
+func TestTwinCollectionKeys(t *testing.T) {
+	at := NewTime(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
+	keys := []string{"plain", `quo"te`, `back\slash`, "<html>&", "tab\there", "ünïcode", "line\u2028sep", "a.b-c_d$e"}
+	c := TwinCollection{Props: map[string]any{}, Version: 7, Metadata: &Metadata{LastUpdated: at, LastUpdatedVersion: 7, Children: map[string]*Metadata{}}}
+	for i, k := range keys {
+		c.Props[k] = map[string]any{k: json.Number(strconv.Itoa(i))}
+		c.Metadata.Children[k] = &Metadata{LastUpdated: at, LastUpdatedVersion: int64(i),
+			Children: map[string]*Metadata{k: {LastUpdated: at}}}
+		want, _ := json.Marshal(k)
+		if got := appendKey(nil, k); string(got) != string(want)+":" {
+			t.Errorf("appendKey(%q) = %s, want %s:", k, got, want)
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back TwinCollection
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Fatalf("round trip changed the section:\n%s", b)
 	}
 }

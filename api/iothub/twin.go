@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 )
 
 // Twin is a device or module twin as the service API renders it
@@ -103,33 +104,31 @@ const (
 // MarshalJSON writes the properties in key order, then $metadata, then
 // $version, the order the hub uses.
 func (c TwinCollection) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
+	b := append(make([]byte, 0, 256), '{')
 	n := 0
-	sep := func() {
-		if n > 0 {
-			b.WriteByte(',')
-		}
-		n++
-	}
 	for _, k := range sortedKeys(c.Props) {
-		sep()
-		if err := writeMember(&b, k, c.Props[k]); err != nil {
+		if n++; n > 1 {
+			b = append(b, ',')
+		}
+		vb, err := json.Marshal(c.Props[k])
+		if err != nil {
 			return nil, err
 		}
+		b = append(appendKey(b, k), vb...)
 	}
 	if c.Metadata != nil {
-		sep()
-		if err := writeMember(&b, MetadataKey, c.Metadata); err != nil {
-			return nil, err
+		if n++; n > 1 {
+			b = append(b, ',')
 		}
+		b = c.Metadata.appendJSON(appendKey(b, MetadataKey))
 	}
 	if c.Version != 0 {
-		sep()
-		fmt.Fprintf(&b, `"%s":%d`, VersionKey, c.Version)
+		if n++; n > 1 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(appendKey(b, VersionKey), c.Version, 10)
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return append(b, '}'), nil
 }
 
 // UnmarshalJSON splits $version and $metadata from the user properties.
@@ -195,11 +194,17 @@ func metadataFrom(v any) (*Metadata, error) {
 }
 
 // MarshalJSON writes $lastUpdated, $lastUpdatedVersion, then the children.
-func (m *Metadata) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"$lastUpdated":"%s"`, m.LastUpdated)
+func (m *Metadata) MarshalJSON() ([]byte, error) { return m.appendJSON(nil), nil }
+
+// appendJSON appends the node and its children in one pass: going through
+// json.Marshal for each child would validate every subtree once per level.
+func (m *Metadata) appendJSON(b []byte) []byte {
+	b = append(b, `{"$lastUpdated":"`...)
+	b = append(b, m.LastUpdated.String()...)
+	b = append(b, '"')
 	if m.LastUpdatedVersion != 0 {
-		fmt.Fprintf(&b, `,"$lastUpdatedVersion":%d`, m.LastUpdatedVersion)
+		b = append(b, `,"$lastUpdatedVersion":`...)
+		b = strconv.AppendInt(b, m.LastUpdatedVersion, 10)
 	}
 	keys := make([]string, 0, len(m.Children))
 	for k := range m.Children {
@@ -207,13 +212,14 @@ func (m *Metadata) MarshalJSON() ([]byte, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		b.WriteByte(',')
-		if err := writeMember(&b, k, m.Children[k]); err != nil {
-			return nil, err
+		b = append(b, ',')
+		if c := m.Children[k]; c != nil {
+			b = c.appendJSON(appendKey(b, k))
+		} else {
+			b = append(appendKey(b, k), "null"...)
 		}
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return append(b, '}')
 }
 
 // UnmarshalJSON reads a metadata node and its children.
@@ -259,16 +265,24 @@ func DecodeObject(data []byte) (map[string]any, error) {
 	return m, nil
 }
 
-func writeMember(b *bytes.Buffer, k string, v any) error {
-	kb, _ := json.Marshal(k)
-	b.Write(kb)
-	b.WriteByte(':')
-	vb, err := json.Marshal(v)
-	if err != nil {
-		return err
+// appendKey appends k as a JSON string and a colon, escaped exactly as
+// encoding/json does.
+func appendKey(b []byte, k string) []byte {
+	plain := true
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			plain = false
+			break
+		}
 	}
-	b.Write(vb)
-	return nil
+	if plain {
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		return b
+	}
+	kb, _ := json.Marshal(k)
+	return append(append(b, kb...), ':')
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -8,9 +8,9 @@
 // "deviceJobs" maps "{jobId}\x00{deviceId}" to one device's record of a job;
 // bucket "meta" holds "schema" = "1".
 //
-// Put uses bbolt's batching: concurrent Puts share one transaction and one
-// fsync, and each returns only after that commit, so an acknowledged write
-// survives a crash.
+// Writes go through one writer goroutine: concurrent writes share one
+// transaction and one fsync, and each returns only after that commit, so an
+// acknowledged write survives a crash.
 //
 // Caveats: a bbolt file can be opened by one process at a time; Open waits
 // up to a second for the lock and then fails.
@@ -43,7 +43,13 @@ const schemaVersion = "1"
 
 // Store is a hub.Store in a bbolt file.
 type Store struct {
-	db *bbolt.DB
+	db      *bbolt.DB
+	wake    chan struct{} // tells the writer the queue is not empty
+	stopped chan struct{} // closed when the writer is done
+
+	mu     sync.Mutex
+	queue  []write // guarded by mu
+	closed bool    // guarded by mu
 }
 
 // Options tunes a Store. The zero value is the default.
@@ -51,9 +57,6 @@ type Options struct {
 	// NoSync skips fsync on commit: faster, and not durable across a power
 	// loss. For tests and benchmarks of everything but durability.
 	NoSync bool
-	// MaxBatchDelay is how long a Put waits for others to share its commit.
-	// Zero means bbolt's default (10 ms).
-	MaxBatchDelay time.Duration
 }
 
 // Open opens or creates the store at path.
@@ -61,9 +64,6 @@ func Open(path string, opts Options) (*Store, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: opts.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if opts.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opts.MaxBatchDelay
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketDevices, bucketJobs, bucketDevJobs} {
@@ -87,11 +87,22 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go s.writer()
+	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the writes already queued and closes the file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.wake)
+	}
+	s.mu.Unlock()
+	<-s.stopped
+	return s.db.Close()
+}
 
 // Load calls fn for each stored record, in device-id order. Records are
 // decoded on every CPU; fn is called from one goroutine at a time.
@@ -160,14 +171,14 @@ func (s *Store) Put(rec *hub.Record) error {
 		return fmt.Errorf("encode device %q: %w", rec.Device.DeviceID, err)
 	}
 	key := []byte(hub.Key(rec.Device.DeviceID, rec.ModuleID))
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDevices).Put(key, v)
 	})
 }
 
 // Delete removes the record of an identity, named by its hub.Key.
 func (s *Store) Delete(key string) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDevices).Delete([]byte(key))
 	})
 }
@@ -188,7 +199,7 @@ func (s *Store) PutJob(j *iothub.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job %q: %w", j.JobID, err)
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketJobs).Put([]byte(j.JobID), v)
 	})
 }
@@ -199,7 +210,7 @@ func (s *Store) PutDeviceJob(dj *iothub.DeviceJob) error {
 	if err != nil {
 		return fmt.Errorf("encode device job %q/%q: %w", dj.JobID, dj.DeviceID, err)
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDevJobs).Put([]byte(dj.JobID+"\x00"+dj.DeviceID), v)
 	})
 }

@@ -3,8 +3,10 @@ package bolt_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -138,5 +140,45 @@ func TestOpenLocked(t *testing.T) {
 	mustOpen(t, path)
 	if _, err := bolt.Open(path, bolt.Options{}); err == nil {
 		t.Fatal("a second Open of the same file succeeded")
+	}
+}
+
+// Ensure that concurrent writes share commits without losing one, that a
+// write the file refuses fails alone, and that writes after Close fail.
+func TestConcurrentWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := mustOpen(t, path)
+	const n = 300
+	errs := make(chan error, n+1)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- st.Put(record(t, fmt.Sprintf("d%03d", i), `{"i":1}`))
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// bbolt refuses keys over 32 KiB.
+		if err := st.Put(record(t, strings.Repeat("k", 40000), `{}`)); err == nil {
+			errs <- errors.New("an oversize key was stored")
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	if err := st.Put(record(t, "late", `{}`)); err == nil {
+		t.Fatal("a write after Close succeeded")
+	}
+	st = mustOpen(t, path)
+	if got := load(t, st); len(got) != n {
+		t.Fatalf("%d records after reopen, want %d", len(got), n)
 	}
 }
