@@ -81,6 +81,11 @@ func goldenShapes() map[string]any {
 		"device-job.json": DeviceJob{DeviceID: "d1", JobID: "job01", JobType: JobScheduleDeviceMethod,
 			Status: DeviceJobCompleted, StartTimeUTC: at, EndTimeUTC: at, CreatedDateTimeUTC: at, LastUpdatedDateTimeUTC: at,
 			Outcome: &DeviceJobOutcome{DeviceMethodResponse: &MethodResult{Status: 200, Payload: json.RawMessage(`null`)}}},
+		// service-api §3.7
+		"bulk-entry.json": ExportImportDevice{ID: "d3", ImportMode: ImportUpdateTwin, TwinETag: "AAAAAAAAAAE=",
+			Tags: map[string]any{"room": "1"}, Properties: &ImportTwinProperties{Desired: map[string]any{"x": json.Number("1")}}},
+		"bulk-result.json": BulkResult{Errors: []BulkError{{DeviceID: "d1", ErrorCode: "DeviceAlreadyExists",
+			ErrorStatus: "A device with ID 'd1' is already registered."}}, Warnings: []BulkWarning{}},
 		// service-api §6.1
 		"query-spec.json": QuerySpec{Query: "SELECT * FROM devices WHERE tags.location.region = 'US'"},
 		// service-api §2.1, envelope A
@@ -390,5 +395,37 @@ func TestTwinCollectionKeys(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, c) {
 		t.Fatalf("round trip changed the section:\n%s", b)
+	}
+}
+
+// Ensure that import modes parse in any letter case, as the hub's .NET
+// enum does, and that only the IfMatchETag modes need an etag.
+func TestImportMode(t *testing.T) {
+	tests := []struct {
+		in    string
+		want  ImportMode
+		ok    bool
+		etags bool
+	}{
+		{"create", ImportCreate, true, false},
+		{"Update", ImportUpdate, true, false},
+		{"DeleteIfMatchETag", ImportDeleteIfMatchETag, true, true},
+		{"updatetwinifmatchetag", ImportUpdateTwinIfMatchETag, true, true},
+		{"createOrUpdateIfMatchETag", ImportCreateOrUpdateIfMatchETag, true, true},
+		{"upsert", "", false, false},
+		{"", "", false, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseImportMode(tt.in)
+		if got != tt.want || ok != tt.ok || got.MatchesETag() != tt.etags {
+			t.Errorf("ParseImportMode(%q) = %q, %v (etag %v)", tt.in, got, ok, got.MatchesETag())
+		}
+	}
+	var e ExportImportDevice
+	if err := json.Unmarshal([]byte(`{"id":"d","importMode":"Delete","etag":"MQ=="}`), &e); err != nil || e.ImportMode != ImportDelete || e.ETag != "MQ==" {
+		t.Fatalf("decode the Node SDK's entry: %+v, %v", e, err)
+	}
+	if err := json.Unmarshal([]byte(`{"id":"d","importMode":"upsert"}`), &e); err == nil {
+		t.Fatal("an unknown import mode was accepted")
 	}
 }

@@ -95,6 +95,8 @@ type request struct {
 	header       http.Header
 	body         any
 	out          any
+	// errorBody is an error code whose body still decodes into out.
+	errorBody iothub.ErrorCode
 }
 
 // do sends r and decodes a 2xx answer into r.out, or returns the hub's
@@ -138,7 +140,8 @@ func (c *Client) do(ctx context.Context, r request) (http.Header, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iotservice: %s %s: %w", r.method, r.path, err)
 	}
-	if resp.StatusCode >= 300 {
+	errorBody := r.errorBody != 0 && resp.Header.Get(iothub.HeaderErrorCode) == r.errorBody.String()
+	if resp.StatusCode >= 300 && !errorBody {
 		return resp.Header, iothub.ParseErrorResponse(resp.StatusCode, resp.Header.Get(iothub.HeaderErrorCode), data)
 	}
 	if r.out != nil && len(data) > 0 {
@@ -209,6 +212,25 @@ func (c *Client) Devices(ctx context.Context, top int) ([]iothub.Device, error) 
 func (c *Client) DeleteDevice(ctx context.Context, id string) error {
 	_, err := c.do(ctx, request{method: http.MethodDelete, path: devicePath(id), header: ifMatch("*")})
 	return err
+}
+
+// Bulk applies up to 100 registry entries in one request (POST /devices).
+// Entries are applied one by one: when some fail, the result lists them
+// and the error is a BulkRegistryOperationFailure.
+func (c *Client) Bulk(ctx context.Context, entries []iothub.ExportImportDevice) (iothub.BulkResult, error) {
+	var out iothub.BulkResult
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: "/devices", body: entries, out: &out, errorBody: iothub.BulkRegistryOperationFailure}); err != nil {
+		return out, err
+	}
+	if !out.IsSuccessful {
+		msg := fmt.Sprintf("%d of %d entries failed", len(out.Errors), len(entries))
+		if len(out.Errors) > 0 {
+			e := out.Errors[0]
+			msg += fmt.Sprintf("; %s: %s %s", e.DeviceID, e.ErrorCode, e.ErrorStatus)
+		}
+		return out, &iothub.Error{Code: iothub.BulkRegistryOperationFailure, Message: msg}
+	}
+	return out, nil
 }
 
 func modulePath(id, mid string) string { return devicePath(id) + "/modules/" + url.PathEscape(mid) }

@@ -432,6 +432,9 @@ func TestRESTErrors(t *testing.T) {
 		{"UnknownDevice", "GET", "/devices/x?api-version=2021-04-12", tok.String(), "", 404, "DeviceNotFound"},
 		{"BadJSON", "PUT", "/devices/x?api-version=2021-04-12", tok.String(), "{", 400, "IotHubFormatError"},
 		{"InvalidID", "PUT", "/devices/a%20b?api-version=2021-04-12", tok.String(), "{}", 400, "ArgumentInvalid"},
+		{"BulkUnknownMode", "POST", "/devices?api-version=2021-04-12", tok.String(), `[{"id":"b","importMode":"upsert"}]`, 400, "IotHubFormatError"},
+		{"BulkNotArray", "POST", "/devices?api-version=2021-04-12", tok.String(), `{"id":"b"}`, 400, "IotHubFormatError"},
+		{"BulkEmpty", "POST", "/devices?api-version=2021-04-12", tok.String(), `[]`, 400, "ArgumentInvalid"},
 		{"MethodOffline", "POST", "/twins/x/methods?api-version=2021-04-12", tok.String(), `{"methodName":"m"}`, 404, "DeviceNotFound"},
 	}
 	for _, tt := range tests {

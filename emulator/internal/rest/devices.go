@@ -52,6 +52,29 @@ func (s *Server) handlePutDevice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// handleBulk is POST /devices: 200 when every entry was applied, else 400
+// BulkRegistryOperationFailure with the failed entries (service-api §3.7).
+func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
+	var entries []iothub.ExportImportDevice
+	if err := decode(r, &entries); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.hub.Bulk(r.Context(), entries)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if !res.IsSuccessful {
+		status = http.StatusBadRequest
+		code := iothub.BulkRegistryOperationFailure.String()
+		w.Header().Set(iothub.HeaderErrorCode, code)
+		w.Header().Set("IotHubErrorCode", code)
+	}
+	writeJSON(w, status, res)
+}
+
 // handleDeleteDevice answers 204 (service-api §3.5).
 func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request) {
 	if err := s.hub.DeleteDevice(r.Context(), pathID(r, "id"), r.Header.Get("If-Match")); err != nil {

@@ -69,6 +69,7 @@ func (s *Server) routes() http.Handler {
 	read, write, svc := s.need(hub.RegistryRead), s.need(hub.RegistryWrite), s.need(hub.ServiceConnect)
 	r.With(svc).Post("/devices/query", s.handleQuery)
 	r.With(read).Get("/devices", s.handleListDevices)
+	r.With(write).Post("/devices", s.handleBulk)
 	r.With(read).Get("/devices/{id}", s.handleGetDevice)
 	r.With(write).Put("/devices/{id}", s.handlePutDevice)
 	r.With(write).Delete("/devices/{id}", s.handleDeleteDevice)
