@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
@@ -11,8 +12,8 @@ import (
 // Bulk applies a bulk registry request (POST /devices, service-api §3.7).
 // A malformed request fails as a whole and changes nothing: no entries,
 // more than 100, an invalid id or the same identity twice. Otherwise each
-// entry is applied on its own, in order, and durably; the result lists
-// the entries that failed.
+// entry is applied on its own and durably; the result lists the entries
+// that failed, in request order.
 func (h *Hub) Bulk(ctx context.Context, entries []iothub.ExportImportDevice) (iothub.BulkResult, error) {
 	if len(entries) == 0 {
 		return iothub.BulkResult{}, iothub.Errorf(iothub.ArgumentInvalid, "the request holds no devices")
@@ -34,12 +35,29 @@ func (h *Hub) Bulk(ctx context.Context, entries []iothub.ExportImportDevice) (io
 		}
 		seen[k] = true
 	}
+	// Entries name distinct identities, so they run concurrently and share
+	// commits: devices first, then modules, which may need their device.
+	errs := make([]error, len(entries))
+	for _, modules := range []bool{false, true} {
+		var wg sync.WaitGroup
+		for i, en := range entries {
+			if (en.ModuleID != "") != modules {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = h.bulkEntry(ctx, en)
+			}()
+		}
+		wg.Wait()
+	}
 	res := iothub.BulkResult{IsSuccessful: true, Errors: []iothub.BulkError{}, Warnings: []iothub.BulkWarning{}}
-	for _, en := range entries {
-		err := h.bulkEntry(ctx, en)
+	for i, err := range errs {
 		if err == nil {
 			continue
 		}
+		en := entries[i]
 		var e *iothub.Error
 		if !errors.As(err, &e) {
 			e = &iothub.Error{Code: iothub.ServerError, Message: err.Error()}
