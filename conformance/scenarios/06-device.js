@@ -1,5 +1,6 @@
 // Device-side features: telemetry, MQTT over WebSocket, close and open,
-// SAS token renewal, a CA given in code, and a wrong key.
+// SAS token renewal, a CA given in code, a wrong key, and X.509
+// certificates, self-signed and CA-signed.
 'use strict';
 const fs = require('fs');
 const { Message } = require('azure-iot-device');
@@ -112,6 +113,39 @@ exports.x509SelfSigned = async () => {
     await updateReported(twin, { auth: 'x509' });
     const { responseBody: after } = await registry().getTwin(id);
     assert(after.authenticationType === 'selfSigned' && after.properties.reported.auth === 'x509', JSON.stringify(after));
+  } finally {
+    await device.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+};
+
+// A CA-signed device: its certificate is signed by a CA registered with the
+// hub (X509_CA_CERT and X509_CA_KEY name it) and names the device in its
+// common name.
+exports.x509CASigned = async () => {
+  if (!process.env.X509_CA_CERT || !process.env.X509_CA_KEY) return 'X509_CA_CERT and X509_CA_KEY name no CA registered with the hub';
+  const os = require('os');
+  const path = require('path');
+  const { execFileSync } = require('child_process');
+  const { Client } = require('azure-iot-device');
+  const { uniqueId, hostName } = require('../lib');
+  const id = uniqueId('x509ca');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'x509ca-'));
+  const file = (n) => path.join(dir, n);
+  const quiet = { stdio: 'ignore' };
+  execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', file('key.pem'), '-out', file('req.csr'), '-subj', `/CN=${id}`], quiet);
+  execFileSync('openssl', ['x509', '-req', '-in', file('req.csr'), '-CA', process.env.X509_CA_CERT,
+    '-CAkey', process.env.X509_CA_KEY, '-CAcreateserial', '-CAserial', file('ca.srl'), '-days', '1', '-out', file('cert.pem')], quiet);
+  await registry().create({ deviceId: id, authentication: { type: 'certificateAuthority' } });
+  const device = Client.fromConnectionString(`HostName=${hostName()};DeviceId=${id};x509=true`, Mqtt);
+  device.setOptions({ cert: fs.readFileSync(file('cert.pem'), 'utf8'), key: fs.readFileSync(file('key.pem'), 'utf8') });
+  try {
+    await device.open();
+    const twin = await device.getTwin();
+    await updateReported(twin, { auth: 'ca' });
+    const { responseBody: after } = await registry().getTwin(id);
+    assert(after.authenticationType === 'certificateAuthority' && after.properties.reported.auth === 'ca', JSON.stringify(after));
   } finally {
     await device.close();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -78,7 +78,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	var closeAt time.Time
 	if len(pk.Connect.Password) == 0 {
-		closeAt, err = h.b.hub.AuthenticateX509(u.Host, u.DeviceID, u.ModuleID, clientCertificate(cl))
+		closeAt, err = h.b.hub.AuthenticateX509(u.Host, u.DeviceID, u.ModuleID, clientChain(cl))
 	} else {
 		closeAt, err = h.b.hub.AuthenticateDevice(u.Host, u.DeviceID, u.ModuleID, string(pk.Connect.Password))
 	}
@@ -93,17 +93,14 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return true
 }
 
-// clientCertificate returns the certificate the client presented in its
-// TLS handshake, or nil.
-func clientCertificate(cl *mqtt.Client) *x509.Certificate {
+// clientChain returns the certificates the client presented in its TLS
+// handshake, its own first, or nil.
+func clientChain(cl *mqtt.Client) []*x509.Certificate {
 	c, ok := cl.Net.Conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
 		return nil
 	}
-	if certs := c.ConnectionState().PeerCertificates; len(certs) > 0 {
-		return certs[0]
-	}
-	return nil
+	return c.ConnectionState().PeerCertificates
 }
 
 // OnACLCheck allows every publish (OnPublish decides and closes the

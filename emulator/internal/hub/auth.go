@@ -128,11 +128,14 @@ func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.T
 }
 
 // AuthenticateX509 checks a device (or module) that connects with a
-// client certificate and no password: the identity must be selfSigned and
-// the certificate's SHA-1 or SHA-256 thumbprint must match its primary or
-// secondary thumbprint (device-protocol §4.2). CA-signed identities are
-// not supported. It returns when the certificate expires.
-func (h *Hub) AuthenticateX509(host, deviceID, moduleID string, cert *x509.Certificate) (time.Time, error) {
+// client certificate and no password (device-protocol §4.2); chain is what
+// the client sent, its own certificate first. A selfSigned identity's
+// certificate must match its primary or secondary thumbprint (SHA-1 or
+// SHA-256). A certificateAuthority device's certificate must chain, through
+// the intermediates sent with it, to one of Options.X509Roots, and its
+// subject common name must be the device id. It returns when the
+// certificate expires.
+func (h *Hub) AuthenticateX509(host, deviceID, moduleID string, chain []*x509.Certificate) (time.Time, error) {
 	fail := func(format string, args ...any) (time.Time, error) {
 		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, format, args...)
 	}
@@ -147,16 +150,35 @@ func (h *Hub) AuthenticateX509(host, deviceID, moduleID string, cert *x509.Certi
 	if err := h.deviceEnabled(e); err != nil {
 		return time.Time{}, err
 	}
-	if cert == nil {
+	if len(chain) == 0 {
 		return fail("%q sent neither a SAS token nor a client certificate", key)
 	}
-	auth := e.rec.Load().Device.Authentication
-	if auth.Type != iothub.AuthSelfSigned {
-		return fail("%q is a %s identity; only selfSigned identities may use a certificate here", key, auth.Type)
-	}
+	cert := chain[0]
 	now := h.now()
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return fail("the client certificate of %q is not valid now", key)
+	}
+	auth := e.rec.Load().Device.Authentication
+	switch {
+	case auth.Type == iothub.AuthCertificateAuthority && moduleID == "":
+		if h.opts.X509Roots == nil {
+			return fail("%q is a certificateAuthority device, and no CA certificate is registered with the emulator", key)
+		}
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cert.Verify(x509.VerifyOptions{Roots: h.opts.X509Roots, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			return fail("the client certificate of %q does not chain to a registered CA: %v", key, err)
+		}
+		if cert.Subject.CommonName != deviceID {
+			return fail("the client certificate's common name %q is not the device id %q", cert.Subject.CommonName, deviceID)
+		}
+		return cert.NotAfter, nil
+	case auth.Type != iothub.AuthSelfSigned:
+		return fail("%q is a %s identity; only selfSigned identities and certificateAuthority devices may use a certificate", key, auth.Type)
 	}
 	s1 := sha1.Sum(cert.Raw)
 	s256 := sha256.Sum256(cert.Raw)

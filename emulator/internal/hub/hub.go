@@ -17,6 +17,7 @@ package hub
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,10 @@ type Options struct {
 	// MessagesKept is how many recent telemetry messages are kept per
 	// device. Zero means 100.
 	MessagesKept int
+	// X509Roots are the verified CA certificates that sign the
+	// certificates of certificateAuthority identities. Nil means none: such
+	// identities cannot connect.
+	X509Roots *x509.CertPool
 	// Now is the clock. Zero means time.Now.
 	Now func() time.Time
 	// Logger receives structured logs. Zero means slog.Default().

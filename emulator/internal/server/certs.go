@@ -173,3 +173,22 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	return n
 }
+
+// loadCAFiles reads the certificates of files into a pool, or returns nil
+// for no files.
+func loadCAFiles(files []string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("X.509 CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("X.509 CA file %s holds no PEM certificate", f)
+		}
+	}
+	return pool, nil
+}

@@ -60,6 +60,10 @@ type Config struct {
 	MaxConcurrentJobs int
 	// TokenSkew is the clock skew allowed on SAS tokens. Zero means 5 min.
 	TokenSkew time.Duration
+	// X509CAFiles are PEM files of CA certificates that sign the
+	// certificates of certificateAuthority devices: on Azure, the CA
+	// certificates uploaded to the hub and verified.
+	X509CAFiles []string
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
 }
@@ -106,13 +110,18 @@ func Open(cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
 	// Client certificates are requested, not required or verified here:
-	// X.509 devices are checked against their registered thumbprints.
+	// the hub checks them against the identity that connects.
 	tlsCfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 
 	if s.store, err = bolt.Open(filepath.Join(cfg.DataDir, StoreFile), bolt.Options{NoSync: cfg.NoSync}); err != nil {
 		return nil, err
 	}
+	roots, err := loadCAFiles(cfg.X509CAFiles)
+	if err != nil {
+		return nil, err
+	}
 	s.hub, err = hub.New(s.store, s.store, hub.Options{
+		X509Roots:         roots,
 		HostNames:         cfg.HostNames,
 		Policies:          hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
 		TokenSkew:         cfg.TokenSkew,
