@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
 	skew := f.Duration("token-skew", 5*time.Minute, "clock skew allowed on SAS token expiry")
 	x509CA := f.String("x509-ca", "", "comma-separated PEM files of CA certificates that sign certificateAuthority devices (the verified CAs of an Azure hub)")
+	cfgInterval := f.Duration("configuration-interval", 10*time.Second, "how often automatic device configurations are applied to the twins, besides right after one changes (Azure: about 5 minutes)")
 	maxJobs := f.Int("max-concurrent-jobs", 10, "jobs that may be queued, scheduled or running at once (Azure: 1 on S1, 5 on S2, 10 on S3)")
 	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		DataDir: *dataDir, HostNames: cmdline.SplitList(*hostNames), ExtraSANs: cmdline.SplitList(*extraSANs),
 		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, SeedFile: *seedFile,
 		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
-		X509CAFiles: cmdline.SplitList(*x509CA),
+		X509CAFiles: cmdline.SplitList(*x509CA), ConfigurationInterval: *cfgInterval,
 	}
 	if *skew == 0 {
 		cfg.TokenSkew = -1

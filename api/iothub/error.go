@@ -15,75 +15,88 @@ import (
 type ErrorCode int
 
 // The error codes the project uses, from service-api §2.2 (and
-// device-protocol §3.4 and §4.3 for the connection codes).
+// device-protocol §3.4 and §4.3 for the connection codes), checked against
+// the error table of IoT Hub's troubleshooting guide.
 const (
-	InvalidProtocolVersion              ErrorCode = 400001 // missing or unsupported api-version
-	InvalidOperation                    ErrorCode = 400003 // operation not valid in this state
-	ArgumentInvalid                     ErrorCode = 400004 // bad field, twin key, timeout, query
-	ArgumentNull                        ErrorCode = 400005 // missing required body or field
-	IotHubFormatError                   ErrorCode = 400006 // unparsable JSON
-	DeviceDefinedMultipleTimes          ErrorCode = 400011 // same id twice in a bulk request
-	BulkRegistryOperationFailure        ErrorCode = 400013 // bulk partial failure
-	ConnectionForcefullyClosed          ErrorCode = 400027 // ConnectionForcefullyClosedOnNewConnection
-	IotHubUnauthorizedAccess            ErrorCode = 401002 // service auth failure
-	IotHubUnauthorized                  ErrorCode = 401003 // device token rejected or expired
-	IotHubQuotaExceeded                 ErrorCode = 403002 // daily message quota
-	JobQuotaExceeded                    ErrorCode = 403001 // too many concurrent jobs
-	DeviceMaximumQueueDepthExceeded     ErrorCode = 403004 // more than 50 pending C2D messages
-	NotFound                            ErrorCode = 404000 // unknown route (emulator; the hub's code is unverified)
-	DeviceNotFound                      ErrorCode = 404001 // unknown device
-	JobNotFound                         ErrorCode = 404002 // unknown job
-	ModuleNotFound                      ErrorCode = 404010 // unknown module
-	DeviceNotOnline                     ErrorCode = 404103 // method target not connected
-	DeviceConnectionClosedRemotely      ErrorCode = 404104 // connection closed by the hub
-	ConfigurationNotFound               ErrorCode = 404301 // unknown configuration
-	MethodNotAllowed                    ErrorCode = 405000 // HTTP method not served on a route (emulator)
-	DeviceAlreadyExists                 ErrorCode = 409001 // create of an existing device
-	JobAlreadyExists                    ErrorCode = 409002 // create of an existing job (name unverified)
-	ModuleAlreadyExistsOnDevice         ErrorCode = 409301 // create of an existing module
-	PreconditionFailed                  ErrorCode = 412001 // etag mismatch
-	MessageTooLarge                     ErrorCode = 413001 // payload over limit
-	TooManyDevices                      ErrorCode = 413002 // more than 100 entries in bulk
-	ThrottlingException                 ErrorCode = 429001 // throttled
-	ThrottlingMaxActiveJobCountExceeded ErrorCode = 429004 // too many active jobs
-	ServerError                         ErrorCode = 500001 // internal error
-	ServiceUnavailable                  ErrorCode = 503001 // temporarily unavailable
-	GatewayTimeout                      ErrorCode = 504101 // device did not answer a method in time
+	InvalidProtocolVersion                    ErrorCode = 400001 // missing or unsupported api-version
+	InvalidOperation                          ErrorCode = 400003 // operation not valid in this state
+	ArgumentInvalid                           ErrorCode = 400004 // bad field, twin key, timeout, query
+	ArgumentNull                              ErrorCode = 400005 // missing required body or field
+	IotHubFormatError                         ErrorCode = 400006 // unparsable JSON
+	DeviceDefinedMultipleTimes                ErrorCode = 400011 // same id twice in a bulk request
+	BulkRegistryOperationFailure              ErrorCode = 400013 // bulk partial failure
+	ConnectionForcefullyClosed                ErrorCode = 400027 // ConnectionForcefullyClosedOnNewConnection
+	InvalidConfigurationTargetCondition       ErrorCode = 400401 // bad targetCondition
+	InvalidConfigurationContent               ErrorCode = 400402 // bad configuration content
+	CannotModifyImmutableConfigurationContent ErrorCode = 400403 // content changed by an update
+	InvalidConfigurationCustomMetricsQuery    ErrorCode = 400404 // bad metric query
+	IotHubUnauthorizedAccess                  ErrorCode = 401002 // service auth failure
+	IotHubUnauthorized                        ErrorCode = 401003 // device token rejected or expired
+	IotHubQuotaExceeded                       ErrorCode = 403002 // daily message quota
+	JobQuotaExceeded                          ErrorCode = 403003 // too many concurrent jobs
+	DeviceMaximumQueueDepthExceeded           ErrorCode = 403004 // more than 50 pending C2D messages
+	NotFound                                  ErrorCode = 404000 // unknown route (emulator; the hub's code is unverified)
+	DeviceNotFound                            ErrorCode = 404001 // unknown device
+	JobNotFound                               ErrorCode = 404002 // unknown job
+	ModuleNotFound                            ErrorCode = 404010 // unknown module
+	DeviceNotOnline                           ErrorCode = 404103 // method target not connected
+	DeviceConnectionClosedRemotely            ErrorCode = 404104 // connection closed by the hub
+	ConfigurationNotFound                     ErrorCode = 404301 // unknown configuration
+	MethodNotAllowed                          ErrorCode = 405000 // HTTP method not served on a route (emulator)
+	DeviceAlreadyExists                       ErrorCode = 409001 // create of an existing device
+	JobAlreadyExists                          ErrorCode = 409104 // create of an existing job
+	ModuleAlreadyExistsOnDevice               ErrorCode = 409301 // create of an existing module
+	ConfigurationAlreadyExists                ErrorCode = 409401 // create of an existing configuration
+	PreconditionFailed                        ErrorCode = 412001 // etag mismatch
+	MessageTooLarge                           ErrorCode = 413001 // payload over limit
+	TooManyDevices                            ErrorCode = 413002 // more than 100 entries in bulk
+	ConfigurationCountLimitExceeded           ErrorCode = 413101 // more than 100 configurations
+	ThrottlingException                       ErrorCode = 429001 // throttled
+	ThrottlingMaxActiveJobCountExceeded       ErrorCode = 429004 // too many active jobs
+	ServerError                               ErrorCode = 500001 // internal error
+	ServiceUnavailable                        ErrorCode = 503001 // temporarily unavailable
+	GatewayTimeout                            ErrorCode = 504101 // device did not answer a method in time
 )
 
 var codeNames = map[ErrorCode]string{
-	InvalidProtocolVersion:              "InvalidProtocolVersion",
-	InvalidOperation:                    "InvalidOperation",
-	ArgumentInvalid:                     "ArgumentInvalid",
-	ArgumentNull:                        "ArgumentNull",
-	IotHubFormatError:                   "IotHubFormatError",
-	DeviceDefinedMultipleTimes:          "DeviceDefinedMultipleTimes",
-	BulkRegistryOperationFailure:        "BulkRegistryOperationFailure",
-	ConnectionForcefullyClosed:          "ConnectionForcefullyClosedOnNewConnection",
-	IotHubUnauthorizedAccess:            "IotHubUnauthorizedAccess",
-	IotHubUnauthorized:                  "IoTHubUnauthorized",
-	IotHubQuotaExceeded:                 "IotHubQuotaExceeded",
-	JobQuotaExceeded:                    "JobQuotaExceeded",
-	DeviceMaximumQueueDepthExceeded:     "DeviceMaximumQueueDepthExceeded",
-	NotFound:                            "NotFound",
-	MethodNotAllowed:                    "MethodNotAllowed",
-	DeviceNotFound:                      "DeviceNotFound",
-	JobNotFound:                         "JobNotFound",
-	ModuleNotFound:                      "ModuleNotFound",
-	DeviceNotOnline:                     "DeviceNotOnline",
-	DeviceConnectionClosedRemotely:      "DeviceConnectionClosedRemotely",
-	ConfigurationNotFound:               "ConfigurationNotFound",
-	DeviceAlreadyExists:                 "DeviceAlreadyExists",
-	JobAlreadyExists:                    "JobAlreadyExists",
-	ModuleAlreadyExistsOnDevice:         "ModuleAlreadyExistsOnDevice",
-	PreconditionFailed:                  "PreconditionFailed",
-	MessageTooLarge:                     "MessageTooLarge",
-	TooManyDevices:                      "TooManyDevices",
-	ThrottlingException:                 "ThrottlingException",
-	ThrottlingMaxActiveJobCountExceeded: "ThrottlingMaxActiveJobCountExceeded",
-	ServerError:                         "ServerError",
-	ServiceUnavailable:                  "ServiceUnavailable",
-	GatewayTimeout:                      "GatewayTimeout",
+	InvalidProtocolVersion:                    "InvalidProtocolVersion",
+	InvalidOperation:                          "InvalidOperation",
+	ArgumentInvalid:                           "ArgumentInvalid",
+	ArgumentNull:                              "ArgumentNull",
+	IotHubFormatError:                         "IotHubFormatError",
+	DeviceDefinedMultipleTimes:                "DeviceDefinedMultipleTimes",
+	BulkRegistryOperationFailure:              "BulkRegistryOperationFailure",
+	ConnectionForcefullyClosed:                "ConnectionForcefullyClosedOnNewConnection",
+	InvalidConfigurationTargetCondition:       "InvalidConfigurationTargetCondition",
+	InvalidConfigurationContent:               "InvalidConfigurationContent",
+	CannotModifyImmutableConfigurationContent: "CannotModifyImmutableConfigurationContent",
+	InvalidConfigurationCustomMetricsQuery:    "InvalidConfigurationCustomMetricsQuery",
+	ConfigurationAlreadyExists:                "ConfigurationAlreadyExists",
+	ConfigurationCountLimitExceeded:           "ConfigurationCountLimitExceeded",
+	IotHubUnauthorizedAccess:                  "IotHubUnauthorizedAccess",
+	IotHubUnauthorized:                        "IoTHubUnauthorized",
+	IotHubQuotaExceeded:                       "IotHubQuotaExceeded",
+	JobQuotaExceeded:                          "JobQuotaExceeded",
+	DeviceMaximumQueueDepthExceeded:           "DeviceMaximumQueueDepthExceeded",
+	NotFound:                                  "NotFound",
+	MethodNotAllowed:                          "MethodNotAllowed",
+	DeviceNotFound:                            "DeviceNotFound",
+	JobNotFound:                               "JobNotFound",
+	ModuleNotFound:                            "ModuleNotFound",
+	DeviceNotOnline:                           "DeviceNotOnline",
+	DeviceConnectionClosedRemotely:            "DeviceConnectionClosedRemotely",
+	ConfigurationNotFound:                     "ConfigurationNotFound",
+	DeviceAlreadyExists:                       "DeviceAlreadyExists",
+	JobAlreadyExists:                          "JobAlreadyExists",
+	ModuleAlreadyExistsOnDevice:               "ModuleAlreadyExistsOnDevice",
+	PreconditionFailed:                        "PreconditionFailed",
+	MessageTooLarge:                           "MessageTooLarge",
+	TooManyDevices:                            "TooManyDevices",
+	ThrottlingException:                       "ThrottlingException",
+	ThrottlingMaxActiveJobCountExceeded:       "ThrottlingMaxActiveJobCountExceeded",
+	ServerError:                               "ServerError",
+	ServiceUnavailable:                        "ServiceUnavailable",
+	GatewayTimeout:                            "GatewayTimeout",
 }
 
 // HTTPStatus is the HTTP status of the code: its first three digits.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -86,6 +87,13 @@ func goldenShapes() map[string]any {
 			Tags: map[string]any{"room": "1"}, Properties: &ImportTwinProperties{Desired: map[string]any{"x": json.Number("1")}}},
 		"bulk-result.json": BulkResult{Errors: []BulkError{{DeviceID: "d1", ErrorCode: "DeviceAlreadyExists",
 			ErrorStatus: "A device with ID 'd1' is already registered."}}, Warnings: []BulkWarning{}},
+		// service-api §9
+		"configuration.json": Configuration{ID: "chiller", SchemaVersion: "1.0", Labels: map[string]string{"team": "ops"},
+			Content:         ConfigurationContent{DeviceContent: map[string]any{"properties.desired.chiller": map[string]any{"temp": json.Number("66")}}},
+			TargetCondition: "tags.env = 'prod'", CreatedTimeUtc: at, LastUpdatedTimeUtc: at, Priority: 10,
+			SystemMetrics: ConfigurationMetrics{Results: map[string]int64{MetricApplied: 1, MetricTargeted: 2},
+				Queries: map[string]string{MetricTargeted: "select deviceId from devices where tags.env = 'prod'"}},
+			Metrics: ConfigurationMetrics{Results: map[string]int64{}, Queries: map[string]string{}}, ETag: "MQ=="},
 		// service-api §6.1
 		"query-spec.json": QuerySpec{Query: "SELECT * FROM devices WHERE tags.location.region = 'US'"},
 		// service-api §2.1, envelope A
@@ -427,5 +435,30 @@ func TestImportMode(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"id":"d","importMode":"upsert"}`), &e); err == nil {
 		t.Fatal("an unknown import mode was accepted")
+	}
+}
+
+// Ensure that deviceContent keys map to paths below the desired section
+// and that keys elsewhere in the twin are refused.
+func TestDesiredPath(t *testing.T) {
+	tests := []struct {
+		key  string
+		want string
+		ok   bool
+	}{
+		{"properties.desired", "[]", true},
+		{"properties.desired.chiller", "[chiller]", true},
+		{"properties.desired.a.b.c", "[a b c]", true},
+		{"properties.desiredx", "", false},
+		{"properties.reported.a", "", false},
+		{"tags.env", "", false},
+		{"properties.desired.a..b", "", false},
+		{"properties.desired.", "", false},
+	}
+	for _, tt := range tests {
+		got, err := DesiredPath(tt.key)
+		if (err == nil) != tt.ok || (tt.ok && fmt.Sprint(got) != tt.want) {
+			t.Errorf("DesiredPath(%q) = %v, %v", tt.key, got, err)
+		}
 	}
 }

@@ -26,8 +26,11 @@ type Twin struct {
 	ModelID                   string          `json:"modelId"`
 	Version                   int64           `json:"version"`
 	Capabilities              *Capabilities   `json:"capabilities,omitempty"`
-	Tags                      map[string]any  `json:"tags"`
-	Properties                TwinProperties  `json:"properties"`
+	// Configurations says which automatic configurations target the twin
+	// and which one was applied (service-api §4.1, §9).
+	Configurations map[string]ConfigurationStatus `json:"configurations,omitempty"`
+	Tags           map[string]any                 `json:"tags"`
+	Properties     TwinProperties                 `json:"properties"`
 }
 
 // TwinProperties holds a twin's desired and reported sections. Over MQTT the

@@ -6,7 +6,8 @@
 // identity, the twin and the persistent session, written together so they
 // never diverge); bucket "jobs" maps a job id to the job as JSON; bucket
 // "deviceJobs" maps "{jobId}\x00{deviceId}" to one device's record of a job;
-// bucket "meta" holds "schema" = "1".
+// bucket "configurations" maps a configuration id to it as JSON; bucket
+// "meta" holds "schema" = "1".
 //
 // Writes go through one writer goroutine: concurrent writes share one
 // transaction and one fsync, and each returns only after that commit, so an
@@ -36,6 +37,7 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketJobs    = []byte("jobs")
 	bucketDevJobs = []byte("deviceJobs")
+	bucketConfigs = []byte("configurations")
 	keySchema     = []byte("schema")
 )
 
@@ -66,7 +68,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketDevices, bucketJobs, bucketDevJobs} {
+		for _, b := range [][]byte{bucketDevices, bucketJobs, bucketDevJobs, bucketConfigs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -234,6 +236,37 @@ func (s *Store) LoadJobs(fn func(iothub.Job, []iothub.DeviceJob) error) error {
 				djs = append(djs, dj)
 			}
 			return fn(j, djs)
+		})
+	})
+}
+
+// PutConfiguration stores a configuration durably.
+func (s *Store) PutConfiguration(c *iothub.Configuration) error {
+	v, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode configuration %q: %w", c.ID, err)
+	}
+	return s.update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketConfigs).Put([]byte(c.ID), v)
+	})
+}
+
+// DeleteConfiguration removes a configuration durably.
+func (s *Store) DeleteConfiguration(id string) error {
+	return s.update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketConfigs).Delete([]byte(id))
+	})
+}
+
+// LoadConfigurations calls fn for each stored configuration.
+func (s *Store) LoadConfigurations(fn func(iothub.Configuration) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketConfigs).ForEach(func(k, v []byte) error {
+			var c iothub.Configuration
+			if err := decodeJSON(v, &c); err != nil {
+				return fmt.Errorf("configuration %q: %w", k, err)
+			}
+			return fn(c)
 		})
 	})
 }

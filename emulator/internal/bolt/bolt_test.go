@@ -16,8 +16,8 @@ import (
 
 // Compile-time check that the store is what the hub needs.
 var (
-	_ hub.Store    = (*bolt.Store)(nil)
-	_ hub.JobStore = (*bolt.Store)(nil)
+	_ hub.Store        = (*bolt.Store)(nil)
+	_ hub.ServiceStore = (*bolt.Store)(nil)
 )
 
 func mustOpen(t *testing.T, path string) *bolt.Store {

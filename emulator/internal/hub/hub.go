@@ -43,6 +43,18 @@ type Store interface {
 	Delete(key string) error
 }
 
+// ServiceStore persists what the service API creates besides identities:
+// jobs with their per-device records, and configurations. Like Store.Put,
+// each Put and Delete returns once the write is durable.
+type ServiceStore interface {
+	PutJob(j *iothub.Job) error
+	PutDeviceJob(dj *iothub.DeviceJob) error
+	LoadJobs(fn func(iothub.Job, []iothub.DeviceJob) error) error
+	PutConfiguration(c *iothub.Configuration) error
+	DeleteConfiguration(id string) error
+	LoadConfigurations(fn func(iothub.Configuration) error) error
+}
+
 // Record is everything the hub persists about one device: its identity, its
 // twin and its MQTT session (which topic families it subscribed to with a
 // persistent session).
@@ -80,6 +92,11 @@ type Options struct {
 	// MessagesKept is how many recent telemetry messages are kept per
 	// device. Zero means 100.
 	MessagesKept int
+	// ConfigurationInterval is how often configurations are evaluated
+	// against the twins, besides right after one changes (Azure: about
+	// every 5 minutes). Zero means 10 seconds; negative, only after a
+	// change.
+	ConfigurationInterval time.Duration
 	// X509Roots are the verified CA certificates that sign the
 	// certificates of certificateAuthority identities. Nil means none: such
 	// identities cannot connect.
@@ -110,6 +127,9 @@ func (o *Options) setDefaults() {
 	if o.MaxConcurrentJobs == 0 {
 		o.MaxConcurrentJobs = 10
 	}
+	if o.ConfigurationInterval == 0 {
+		o.ConfigurationInterval = 10 * time.Second
+	}
 	if o.MessagesKept == 0 {
 		o.MessagesKept = 100
 	}
@@ -135,18 +155,21 @@ type Hub struct {
 	serviceTokens sync.Map // Authorization header → verifiedToken
 	tokenCount    atomic.Int64
 
-	jobStore JobStore
+	svcStore ServiceStore
 	jobMu    sync.Mutex
 	jobs     map[string]*job // guarded by jobMu
 	closing  bool            // guarded by jobMu
 	jobWG    sync.WaitGroup
+
+	cfgs cfgState
 }
 
-// New returns a hub that persists devices to store and jobs to jobs, and
-// loads the devices store holds. Start resumes the stored jobs.
-func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
+// New returns a hub that persists devices to store, and jobs and
+// configurations to svc, and loads what they hold. Start resumes the
+// stored jobs and starts applying configurations.
+func New(store Store, svc ServiceStore, opts Options) (*Hub, error) {
 	opts.setDefaults()
-	h := &Hub{opts: opts, store: store, jobStore: jobs, log: opts.Logger, devices: map[string]*entry{}, creating: map[string]bool{}, jobs: map[string]*job{}}
+	h := &Hub{opts: opts, store: store, svcStore: svc, log: opts.Logger, devices: map[string]*entry{}, creating: map[string]bool{}, jobs: map[string]*job{}}
 	err := store.Load(func(rec Record) error {
 		rec.Device.ConnectionState = iothub.Disconnected
 		r := rec
@@ -156,6 +179,9 @@ func New(store Store, jobs JobStore, opts Options) (*Hub, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load devices: %w", err)
+	}
+	if err := h.loadConfigurations(); err != nil {
+		return nil, err
 	}
 	return h, nil
 }

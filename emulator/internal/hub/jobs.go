@@ -13,14 +13,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/query"
 )
 
-// JobStore persists jobs and their per-device records. Like Store.Put, each
-// Put returns once the write is durable.
-type JobStore interface {
-	PutJob(j *iothub.Job) error
-	PutDeviceJob(dj *iothub.DeviceJob) error
-	LoadJobs(fn func(iothub.Job, []iothub.DeviceJob) error) error
-}
-
 // jobWorkers is how many devices a job works on at once.
 const jobWorkers = 16
 
@@ -82,7 +74,7 @@ func (h *Hub) ScheduleJob(ctx context.Context, j iothub.Job) (iothub.Job, error)
 	}
 	now := iothub.NewTime(h.now())
 	j.Status, j.CreatedTime, j.EndTime, j.DeviceJobStatistics = iothub.JobQueued, &now, nil, nil
-	if err := h.jobStore.PutJob(&j); err != nil {
+	if err := h.svcStore.PutJob(&j); err != nil {
 		return iothub.Job{}, iothub.Errorf(iothub.ServerError, "the job could not be stored")
 	}
 	jb := &job{j: j, devices: map[string]*iothub.DeviceJob{}}
@@ -198,11 +190,12 @@ func (h *Hub) CancelJob(id string) (iothub.Job, error) {
 	return jb.snapshot(), nil
 }
 
-// Start resumes the jobs that had not finished when the hub last stopped.
-// Devices that were running at the stop are marked failed, never run
-// twice.
+// Start resumes the jobs that had not finished when the hub last stopped,
+// and starts applying configurations. Devices that were running a job at
+// the stop are marked failed, never run twice.
 func (h *Hub) Start() error {
-	err := h.jobStore.LoadJobs(func(j iothub.Job, djs []iothub.DeviceJob) error {
+	h.startConfigurations()
+	err := h.svcStore.LoadJobs(func(j iothub.Job, djs []iothub.DeviceJob) error {
 		jb := &job{j: j, devices: map[string]*iothub.DeviceJob{}}
 		sort.Slice(djs, func(a, b int) bool { return djs[a].DeviceID < djs[b].DeviceID })
 		for i := range djs {
@@ -236,9 +229,10 @@ func (h *Hub) Start() error {
 	return nil
 }
 
-// Close stops running jobs (they resume at the next Start) and waits for
-// them.
+// Close stops running jobs (they resume at the next Start) and the
+// configuration worker, and waits for them.
 func (h *Hub) Close() {
+	h.stopConfigurations()
 	h.jobMu.Lock()
 	h.closing = true
 	for _, jb := range h.jobs {
@@ -349,7 +343,7 @@ func (h *Hub) resolveDevices(jb *job) error {
 		id := d.(*twinDoc).rec.Device.DeviceID
 		dj := &iothub.DeviceJob{DeviceID: id, JobID: j.JobID, JobType: j.Type, Status: iothub.DeviceJobPending,
 			CreatedDateTimeUTC: now, LastUpdatedDateTimeUTC: now}
-		if err := h.jobStore.PutDeviceJob(dj); err != nil {
+		if err := h.svcStore.PutDeviceJob(dj); err != nil {
 			return fmt.Errorf("store device job: %w", err)
 		}
 		jb.mu.Lock()
@@ -443,7 +437,7 @@ func (h *Hub) failDeviceLocked(jb *job, dj *iothub.DeviceJob, code, msg string) 
 }
 
 func (h *Hub) putDeviceJobLocked(dj *iothub.DeviceJob) {
-	if err := h.jobStore.PutDeviceJob(dj); err != nil {
+	if err := h.svcStore.PutDeviceJob(dj); err != nil {
 		h.log.Error("store device job failed", "job", dj.JobID, "device", dj.DeviceID, "error", err)
 	}
 }
@@ -503,7 +497,7 @@ func (h *Hub) finishJob(jb *job, s iothub.JobStatus, reason string) {
 func (h *Hub) putJobLocked(jb *job) {
 	j := jb.j
 	j.DeviceJobStatistics = nil
-	if err := h.jobStore.PutJob(&j); err != nil {
+	if err := h.svcStore.PutJob(&j); err != nil {
 		h.log.Error("store job failed", "job", j.JobID, "error", err)
 	}
 }

@@ -128,6 +128,12 @@ func (d *twinDoc) Lookup(path []string) (any, bool) {
 		v = float64(r.Twin.Version)
 	case "capabilities":
 		v = map[string]any{"iotEdge": dev.Capabilities.IoTEdge}
+	case "configurations":
+		m := make(map[string]any, len(r.Twin.Configurations))
+		for id, st := range r.Twin.Configurations {
+			m[id] = map[string]any{"status": st.Status}
+		}
+		v = m
 	case "tags":
 		tags := r.Twin.Tags
 		if tags == nil {

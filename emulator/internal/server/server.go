@@ -60,6 +60,9 @@ type Config struct {
 	MaxConcurrentJobs int
 	// TokenSkew is the clock skew allowed on SAS tokens. Zero means 5 min.
 	TokenSkew time.Duration
+	// ConfigurationInterval is how often configurations are applied besides
+	// right after a change. Zero means 10 s.
+	ConfigurationInterval time.Duration
 	// X509CAFiles are PEM files of CA certificates that sign the
 	// certificates of certificateAuthority devices: on Azure, the CA
 	// certificates uploaded to the hub and verified.
@@ -121,12 +124,13 @@ func Open(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.hub, err = hub.New(s.store, s.store, hub.Options{
-		X509Roots:         roots,
-		HostNames:         cfg.HostNames,
-		Policies:          hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
-		TokenSkew:         cfg.TokenSkew,
-		MaxConcurrentJobs: cfg.MaxConcurrentJobs,
-		Logger:            cfg.Logger,
+		X509Roots:             roots,
+		ConfigurationInterval: cfg.ConfigurationInterval,
+		HostNames:             cfg.HostNames,
+		Policies:              hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
+		TokenSkew:             cfg.TokenSkew,
+		MaxConcurrentJobs:     cfg.MaxConcurrentJobs,
+		Logger:                cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
