@@ -3,6 +3,7 @@ package emulatortest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -144,9 +145,13 @@ func TestConnectionLifecycle(t *testing.T) {
 	_, lost1 := watchLoss(t, e, cs)
 	second, _ := watchLoss(t, e, cs)
 	waitLost(t, lost1, "replaced connection")
-	if !second.IsConnectionOpen() || !e.Hub().Connected("life") {
-		t.Fatal("the second connection is not the device's connection")
-	}
+	// The hub records a connection just after its CONNACK.
+	eventually(t, "the second connection is the device's connection", func() error {
+		if !second.IsConnectionOpen() || !e.Hub().Connected("life") {
+			return errors.New("not connected")
+		}
+		return nil
+	})
 	second.Disconnect(0)
 
 	_, lost := watchLoss(t, e, cs)
