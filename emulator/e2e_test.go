@@ -302,6 +302,23 @@ func TestE2EFleetAndJobs(t *testing.T) {
 		}
 		return nil
 	})
+
+	// An automatic configuration reaches the same devices, and the
+	// invoker follows it until every one has it.
+	out, err = runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "config", "create", "-id", "slow-telemetry",
+		"-condition", "tags.reboot = true", "-desired", `{"telemetryInterval": 120}`,
+		"-metric", "acknowledged=SELECT deviceId FROM devices WHERE properties.reported.telemetryInterval.value = 120", "-output", "json")
+	var c iothub.Configuration
+	if err != nil || json.Unmarshal([]byte(out), &c) != nil || c.SystemMetrics.Results[iothub.MetricApplied] != int64(len(tagged)) {
+		t.Fatalf("config: %v\n%s", err, out)
+	}
+	waitFor(t, func() error {
+		out, err := runBin(t, filepath.Join(bin, "invoker"), serviceEnv(e), "config", "show", "-id", "slow-telemetry")
+		if err != nil || !strings.Contains(out, fmt.Sprintf("acknowledged %d", len(tagged))) {
+			return fmt.Errorf("config show: %v %s", err, out)
+		}
+		return nil
+	})
 }
 
 // connected checks that n devices are connected.

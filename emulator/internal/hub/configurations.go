@@ -282,17 +282,17 @@ func (h *Hub) TestConfigurationQueries(t iothub.ConfigurationQueriesTest) iothub
 	return res
 }
 
-// withMetrics fills in the system metrics from the twins' statuses and the
-// custom metrics by running their queries.
+// withMetrics fills in the system metrics, as Azure counts them: the
+// twins the target condition selects now, and those the configuration was
+// applied to; and the custom metrics, by running their queries.
 func (h *Hub) withMetrics(c iothub.Configuration) iothub.Configuration {
 	var targeted, applied int64
-	for _, e := range h.deviceEntries() {
-		st, ok := e.rec.Load().Twin.Configurations[c.ID]
-		if !ok {
-			continue
+	cond, err := query.ParseCondition(c.TargetCondition)
+	for _, d := range twinDocs(h.deviceEntries()) {
+		if c.TargetCondition != "" && err == nil && query.Matches(cond, d) {
+			targeted++
 		}
-		targeted++
-		if st.Status == iothub.ConfigurationApplied {
+		if d.(*twinDoc).rec.Twin.Configurations[c.ID].Status == iothub.ConfigurationApplied {
 			applied++
 		}
 	}
