@@ -50,6 +50,10 @@ type Options struct {
 	KeepAlive time.Duration
 	// CleanSession asks for a clean session. The SDKs use a persistent one.
 	CleanSession bool
+	// ModelID is the IoT Plug and Play model (a DTMI) the device
+	// implements, announced in CONNECT; the hub shows it as the twin's
+	// modelId.
+	ModelID string
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
 }
@@ -218,7 +222,7 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 // credentials gives the username and a fresh SAS token at every connect
 // (device-protocol §3, §4.1); an X.509 identity sends no password.
 func (c *Client) credentials() (string, string) {
-	u := topic.Username{Host: c.cs.HostName, DeviceID: c.cs.DeviceID, ModuleID: c.cs.ModuleID, APIVersion: APIVersion, DeviceClientType: "iothub-emulator-go/1"}
+	u := topic.Username{Host: c.cs.HostName, DeviceID: c.cs.DeviceID, ModuleID: c.cs.ModuleID, APIVersion: APIVersion, ModelID: c.opts.ModelID, DeviceClientType: "iothub-emulator-go/1"}
 	if c.cs.X509 {
 		return u.String(), ""
 	}

@@ -30,6 +30,9 @@ const (
 	InvalidConfigurationContent               ErrorCode = 400402 // bad configuration content
 	CannotModifyImmutableConfigurationContent ErrorCode = 400403 // content changed by an update
 	InvalidConfigurationCustomMetricsQuery    ErrorCode = 400404 // bad metric query
+	InvalidDigitalTwinJSONPatch               ErrorCode = 400505 // digital twin update that is not a JSON Patch we apply
+	InvalidDigitalTwinPatch                   ErrorCode = 400507 // digital twin update with a value a property cannot hold
+	InvalidDigitalTwinPatchPath               ErrorCode = 400508 // digital twin update with a bad path
 	IotHubUnauthorizedAccess                  ErrorCode = 401002 // service auth failure
 	IotHubUnauthorized                        ErrorCode = 401003 // device token rejected or expired
 	IotHubQuotaExceeded                       ErrorCode = 403002 // daily message quota
@@ -71,6 +74,9 @@ var codeNames = map[ErrorCode]string{
 	InvalidConfigurationContent:               "InvalidConfigurationContent",
 	CannotModifyImmutableConfigurationContent: "CannotModifyImmutableConfigurationContent",
 	InvalidConfigurationCustomMetricsQuery:    "InvalidConfigurationCustomMetricsQuery",
+	InvalidDigitalTwinJSONPatch:               "InvalidDigitalTwinJsonPatch",
+	InvalidDigitalTwinPatch:                   "InvalidDigitalTwinPatch",
+	InvalidDigitalTwinPatchPath:               "InvalidDigitalTwinPatchPath",
 	ConfigurationAlreadyExists:                "ConfigurationAlreadyExists",
 	ConfigurationCountLimitExceeded:           "ConfigurationCountLimitExceeded",
 	IotHubUnauthorizedAccess:                  "IotHubUnauthorizedAccess",

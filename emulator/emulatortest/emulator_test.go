@@ -428,7 +428,7 @@ func TestRESTErrors(t *testing.T) {
 		{"NoAPIVersion", "GET", "/devices/x", tok.String(), "", 400, "InvalidProtocolVersion"},
 		{"UnknownAPIVersion", "GET", "/devices/x?api-version=2099-01-01", tok.String(), "", 400, "InvalidProtocolVersion"},
 		{"NoAuth", "GET", "/devices/x?api-version=2021-04-12", "", "", 401, "IotHubUnauthorizedAccess"},
-		{"UnknownRoute", "GET", "/digitaltwins/x?api-version=2021-04-12", tok.String(), "", 404, "NotFound"},
+		{"UnknownRoute", "GET", "/messages/serviceBound/feedback?api-version=2021-04-12", tok.String(), "", 404, "NotFound"},
 		{"UnknownDevice", "GET", "/devices/x?api-version=2021-04-12", tok.String(), "", 404, "DeviceNotFound"},
 		{"UnknownConfiguration", "GET", "/configurations/x?api-version=2021-04-12", tok.String(), "", 404, "ConfigurationNotFound"},
 		{"BadJSON", "PUT", "/devices/x?api-version=2021-04-12", tok.String(), "{", 400, "IotHubFormatError"},

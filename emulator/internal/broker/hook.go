@@ -153,6 +153,11 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	l.conn = conn
+	if u, err := topic.ParseUsername(string(pk.Connect.Username)); err == nil && u.ModelID != "" {
+		if err := h.b.hub.AnnounceModel(cl.ID, u.ModelID); err != nil {
+			h.b.log.Warn("model id not recorded", "client", cl.ID, "error", err)
+		}
+	}
 	h.b.links.Store(cl, l)
 	if v, ok := h.b.expiry.LoadAndDelete(cl); ok {
 		l.timer = time.AfterFunc(time.Until(v.(time.Time)), func() { l.Close("the SAS token expired") })

@@ -291,3 +291,25 @@ func deepCopyMap(m map[string]any) map[string]any {
 	}
 	return out
 }
+
+// AnnounceModel records the IoT Plug and Play model a device (or module)
+// announced in its CONNECT as its twin's modelId (device-protocol §4.1).
+// A connection that announces none leaves the recorded one.
+func (h *Hub) AnnounceModel(key, modelID string) error {
+	if modelID == "" {
+		return nil
+	}
+	e, err := h.entry(key)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rec.Load().Twin.ModelID == modelID {
+		return nil
+	}
+	next := e.clone()
+	next.Twin.ModelID = modelID
+	next.TwinETag++
+	return h.commitLocked(e, next)
+}
