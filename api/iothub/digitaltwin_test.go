@@ -94,7 +94,7 @@ func TestDigitalTwinDesired(t *testing.T) {
 func TestValidDTDLName(t *testing.T) {
 	for name, want := range map[string]bool{"a": true, "targetTemperature": true, "a_1": true, "A9": true,
 		"": false, "1a": false, "_a": false, "a_": false, "a-b": false, "a.b": false,
-		"a234567890123456789012345678901234567890123456789012345678901234": true,
+		"a234567890123456789012345678901234567890123456789012345678901234":  true,
 		"a2345678901234567890123456789012345678901234567890123456789012345": false} {
 		if ValidDTDLName(name) != want {
 			t.Errorf("ValidDTDLName(%q) = %v", name, !want)
