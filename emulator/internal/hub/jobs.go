@@ -79,9 +79,10 @@ func (h *Hub) ScheduleJob(ctx context.Context, j iothub.Job) (iothub.Job, error)
 	}
 	jb := &job{j: j, devices: map[string]*iothub.DeviceJob{}}
 	h.jobs[j.JobID] = jb
+	created := jb.snapshot() // as created: the job may finish before the caller answers
 	h.startJobLocked(jb)
 	h.log.Info("job scheduled", "job", j.JobID, "type", j.Type, "condition", j.QueryCondition, "start", j.StartTime.String())
-	return jb.snapshot(), nil
+	return created, nil
 }
 
 func (h *Hub) validateJob(j *iothub.Job) error {
