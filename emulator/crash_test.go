@@ -27,7 +27,7 @@ var readyLine = regexp.MustCompile(`mqtt=(\S+) https=(\S+)`)
 // returns it with its MQTT and HTTPS addresses once it is ready.
 func emulatorProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, string, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "-data-dir", dataDir, "-mqtt-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, "-data-dir", dataDir, "-mqtt-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-amqp-addr", "127.0.0.1:0")
 	stderr, _ := cmd.StderrPipe()
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {

@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mqttAddr := f.String("mqtt-addr", ":8883", "MQTT over TLS address")
 	httpsAddr := f.String("https-addr", ":443", "HTTPS address: REST API and MQTT over WebSocket")
 	adminAddr := f.String("admin-addr", ":8080", "plain-HTTP admin address: /health, /ca.pem")
+	amqpAddr := f.String("amqp-addr", ":5671", "AMQP over TLS address of service clients (cloud-to-device messages); off to serve none")
 	seedFile := f.String("seed-file", "", "JSON file of devices to create at start-up")
 	keySeed := f.String("key-seed", "", "secret seed of the policies' keys (default: the well-known development keys)")
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
@@ -56,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg = server.Config{
 		DataDir: *dataDir, HostNames: cmdline.SplitList(*hostNames), ExtraSANs: cmdline.SplitList(*extraSANs),
-		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, SeedFile: *seedFile,
+		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, AMQPAddr: *amqpAddr, SeedFile: *seedFile,
 		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
 		X509CAFiles: cmdline.SplitList(*x509CA), ConfigurationInterval: *cfgInterval,
 	}
@@ -72,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	svc, _ := s.ServiceConnectionString("iothubowner")
 	log.Info("IoT Hub emulator ready",
 		"startup", time.Since(start).Round(time.Millisecond).String(),
-		"mqtt", s.MQTTAddr(), "https", s.HTTPSAddr(), "admin", s.AdminAddr(), "ca", s.CAPath())
+		"mqtt", s.MQTTAddr(), "https", s.HTTPSAddr(), "amqp", s.AMQPAddr(), "admin", s.AdminAddr(), "ca", s.CAPath())
 	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
 	<-ctx.Done()
 	log.Info("shutting down")

@@ -48,7 +48,7 @@ func WithConfig(fn func(*server.Config)) Option { return Option(fn) }
 func Start(tb testing.TB, opts ...Option) *Env {
 	tb.Helper()
 	cfg := server.Config{
-		MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0",
 		Logger: testLogger(tb),
 	}
 	for _, o := range opts {
@@ -71,7 +71,7 @@ func (e *Env) Restart(tb testing.TB) *Env {
 	tb.Helper()
 	e.Close()
 	cfg := e.cfg
-	cfg.MQTTAddr, cfg.HTTPSAddr, cfg.AdminAddr = e.MQTTAddr(), e.HTTPSAddr(), e.AdminAddr()
+	cfg.MQTTAddr, cfg.HTTPSAddr, cfg.AdminAddr, cfg.AMQPAddr = e.MQTTAddr(), e.HTTPSAddr(), e.AdminAddr(), e.AMQPAddr()
 	return Start(tb, WithConfig(func(c *server.Config) { *c = cfg }))
 }
 

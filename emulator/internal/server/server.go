@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/amqp"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/broker"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
@@ -45,6 +46,9 @@ type Config struct {
 	HTTPSAddr string
 	// AdminAddr is the plain-HTTP admin address. Zero means ":8080".
 	AdminAddr string
+	// AMQPAddr is the AMQP/TLS address of service clients (their
+	// cloud-to-device messages). Zero means ":5671"; "off" serves none.
+	AMQPAddr string
 	// KeySeed and KeySeed2 derive the policies' primary and secondary keys.
 	// Zero means the well-known development seeds; with only KeySeed set,
 	// KeySeed2 is derived from it.
@@ -78,13 +82,14 @@ type Server struct {
 	store  *bolt.Store
 	hub    *hub.Hub
 	broker *broker.Broker
+	amqp   *amqp.Server
 	caPEM  []byte
 
-	mqttLn, httpsLn, adminLn net.Listener
-	https, admin             *http.Server
-	wg                       sync.WaitGroup
-	closeOnce                sync.Once
-	closeErr                 error
+	mqttLn, httpsLn, adminLn, amqpLn net.Listener
+	https, admin                     *http.Server
+	wg                               sync.WaitGroup
+	closeOnce                        sync.Once
+	closeErr                         error
 }
 
 // Open starts the emulator.
@@ -167,6 +172,7 @@ func setDefaults(cfg *Config) {
 	def(&cfg.MQTTAddr, ":8883")
 	def(&cfg.HTTPSAddr, ":443")
 	def(&cfg.AdminAddr, ":8080")
+	def(&cfg.AMQPAddr, ":5671")
 	if cfg.KeySeed != "" && cfg.KeySeed2 == "" {
 		// A private primary seed must not leave well-known secondary keys.
 		cfg.KeySeed2 = cfg.KeySeed + ":secondary"
@@ -204,6 +210,13 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 	}
 	if s.adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
+	}
+	if s.cfg.AMQPAddr != "off" {
+		if s.amqpLn, err = net.Listen("tcp", s.cfg.AMQPAddr); err != nil {
+			return fmt.Errorf("amqp listener: %w", err)
+		}
+		s.amqp = amqp.New(s.hub, s.log)
+		s.amqp.Serve(tls.NewListener(s.amqpLn, tlsCfg))
 	}
 	s.broker.Serve(tls.NewListener(s.mqttLn, tlsCfg))
 
@@ -264,13 +277,16 @@ func (s *Server) close() error {
 			srv.Shutdown(ctx)
 		}
 	}
-	for _, ln := range []net.Listener{s.mqttLn, s.httpsLn, s.adminLn} {
+	for _, ln := range []net.Listener{s.mqttLn, s.httpsLn, s.adminLn, s.amqpLn} {
 		if ln != nil {
 			ln.Close()
 		}
 	}
 	if s.broker != nil {
 		s.broker.Close()
+	}
+	if s.amqp != nil {
+		s.amqp.Close()
 	}
 	s.wg.Wait()
 	if s.hub != nil {
@@ -287,6 +303,14 @@ func (s *Server) MQTTAddr() string { return s.mqttLn.Addr().String() }
 
 // HTTPSAddr is the bound HTTPS address.
 func (s *Server) HTTPSAddr() string { return s.httpsLn.Addr().String() }
+
+// AMQPAddr is the bound AMQP/TLS address, or "" when AMQP is off.
+func (s *Server) AMQPAddr() string {
+	if s.amqpLn == nil {
+		return ""
+	}
+	return s.amqpLn.Addr().String()
+}
 
 // AdminAddr is the bound admin address.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }

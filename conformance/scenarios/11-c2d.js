@@ -1,0 +1,37 @@
+// Cloud-to-device messages sent by the official service client over AMQP
+// ($cbs put-token, then /messages/devicebound) reach the device over MQTT
+// with their properties; a message to an unknown device is refused.
+'use strict';
+const { Message } = require('azure-iot-common');
+const { createDevice, openDevice, serviceClient, uniqueId, eventually, assert, expectError } = require('../lib');
+
+exports.sendOverAmqp = async () => {
+  const { id, cs } = await createDevice('c2d');
+  const device = await openDevice(cs);
+  const service = serviceClient();
+  try {
+    const received = [];
+    device.on('message', (msg) => {
+      received.push(msg);
+      device.complete(msg, () => {});
+    });
+    await service.open();
+    const msg = new Message(JSON.stringify({ command: 'blink', times: 3 }));
+    msg.messageId = uniqueId('msg');
+    msg.correlationId = 'corr-1';
+    msg.ack = 'full';
+    msg.properties.add('priority', 'high');
+    await service.send(id, msg);
+    const got = await eventually(async () => {
+      assert(received.length === 1, `received ${received.length}`);
+      return received[0];
+    });
+    assert(got.data.toString() === '{"command":"blink","times":3}', `body ${got.data}`);
+    assert(got.messageId === msg.messageId && got.correlationId === 'corr-1', `ids ${got.messageId} ${got.correlationId}`);
+    assert(got.properties.getValue('priority') === 'high', 'application property');
+    await expectError(service.send(uniqueId('ghost'), new Message('x')), (err) => assert(/DeviceNotFound|not-found/i.test(`${err.constructor.name} ${err.message}`), `unknown device: ${err.constructor.name} ${err.message}`));
+  } finally {
+    await service.close();
+    await device.close();
+  }
+};

@@ -1,0 +1,522 @@
+// Package amqp is the hub's AMQP 1.0 face for service clients: the
+// connection, session and link handling the official service SDKs need to
+// authenticate through claims-based security ($cbs put-token) and to send
+// cloud-to-device messages to /messages/devicebound. It is written here,
+// with no third-party dependency, and knows the hub only through
+// hub.Hub's public methods.
+package amqp
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// Performative and section descriptors (AMQP 1.0 part 2, 3 and 5).
+const (
+	descOpen        = 0x10
+	descBegin       = 0x11
+	descAttach      = 0x12
+	descFlow        = 0x13
+	descTransfer    = 0x14
+	descDisposition = 0x15
+	descDetach      = 0x16
+	descEnd         = 0x17
+	descClose       = 0x18
+	descError       = 0x1d
+	descAccepted    = 0x24
+	descRejected    = 0x25
+	descSource      = 0x28
+	descTarget      = 0x29
+
+	descSASLMechanisms = 0x40
+	descSASLInit       = 0x41
+	descSASLOutcome    = 0x44
+
+	descProperties    = 0x73
+	descAppProperties = 0x74
+	descData          = 0x75
+	descValue         = 0x77
+)
+
+const (
+	maxFrameSize = 256 * 1024 // what the emulator accepts
+	linkCredit   = 100        // credit granted to a client's sender link
+	protoAMQP    = 0
+	protoSASL    = 3
+)
+
+var errClosed = errors.New("amqp: connection closed")
+
+// Server serves AMQP connections for a hub.
+type Server struct {
+	hub *hub.Hub
+	log *slog.Logger
+
+	mu     sync.Mutex
+	conns  map[*conn]bool // guarded by mu
+	closed bool           // guarded by mu
+	wg     sync.WaitGroup
+}
+
+// New returns the AMQP face of h.
+func New(h *hub.Hub, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{hub: h, log: log, conns: map[*conn]bool{}}
+}
+
+// Serve accepts connections on ln until Close; ln is already TLS.
+func (s *Server) Serve(ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), sessions: map[uint16]*session{}, peerMaxFrame: 512}
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				nc.Close()
+				return
+			}
+			s.conns[c] = true
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				c.serve()
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+			}()
+		}
+	}()
+}
+
+// Close closes every connection and waits for them; the caller closes the
+// listener.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// conn is one client connection; one goroutine reads and handles its
+// frames, writes are serialised.
+type conn struct {
+	s  *Server
+	nc net.Conn
+	r  *bufio.Reader
+
+	wmu sync.Mutex
+
+	peerMaxFrame uint32
+	authorized   bool // a valid service token was put on $cbs
+	sessions     map[uint16]*session
+	stopBeat     chan struct{}
+}
+
+// session is a begun session; channels are the client's, mirrored.
+type session struct {
+	channel        uint16
+	nextIncomingID uint32
+	nextOutgoingID uint32
+	links          map[uint32]*link // by the client's handle
+	nextHandle     uint32
+}
+
+// link is an attached link, seen from the hub.
+type link struct {
+	name       string
+	handle     uint32 // the hub's
+	remote     uint32 // the client's
+	receiving  bool   // the client sends on it
+	address    string
+	credit     uint32 // sending links: what the client granted
+	delivery   uint32 // delivery-count
+	pending    [][]byte
+	received   uint32
+	assembling []byte
+	deliveryID uint32
+	settled    bool
+	inTransfer bool
+}
+
+func (c *conn) serve() {
+	defer c.nc.Close()
+	defer func() {
+		if c.stopBeat != nil {
+			close(c.stopBeat)
+		}
+	}()
+	if err := c.handshake(); err != nil {
+		c.s.log.Info("amqp connection refused", "remote", c.nc.RemoteAddr().String(), "reason", err.Error())
+		return
+	}
+	for {
+		typ, channel, body, err := c.readFrame()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errClosed) {
+				c.s.log.Info("amqp connection closed", "remote", c.nc.RemoteAddr().String(), "reason", err.Error())
+			}
+			return
+		}
+		if len(body) == 0 || typ != 0 {
+			continue // heartbeat
+		}
+		perf, payload, err := Decode(body)
+		if err != nil {
+			c.closeWith("amqp:decode-error", err.Error())
+			return
+		}
+		d, ok := perf.(*Described)
+		fields, _ := d.Value.([]any)
+		if !ok || fields == nil {
+			c.closeWith("amqp:decode-error", "a frame without a performative")
+			return
+		}
+		if err := c.handle(d.Code(), channel, fields, payload); err != nil {
+			if !errors.Is(err, errClosed) {
+				c.closeWith("amqp:internal-error", err.Error())
+			}
+			return
+		}
+	}
+}
+
+// handshake exchanges protocol headers, with SASL first if the client
+// asks for it. Any mechanism is accepted: clients authenticate with a
+// token put on $cbs.
+func (c *conn) handshake() error {
+	_ = c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.nc.SetReadDeadline(time.Time{})
+	proto, err := c.readHeader()
+	if err != nil {
+		return err
+	}
+	if proto == protoSASL {
+		if err := c.write([]byte{'A', 'M', 'Q', 'P', protoSASL, 1, 0, 0}); err != nil {
+			return err
+		}
+		mechs := &Described{uint64(descSASLMechanisms), []any{[]Symbol{"ANONYMOUS", "PLAIN", "MSSBCBS", "EXTERNAL"}}}
+		if err := c.writeFrame(1, 0, mechs, nil); err != nil {
+			return err
+		}
+		typ, _, body, err := c.readFrame()
+		if err != nil {
+			return err
+		}
+		init, _, err := Decode(body)
+		if d, ok := init.(*Described); err != nil || typ != 1 || !ok || d.Code() != descSASLInit {
+			return errors.New("expected sasl-init")
+		}
+		if err := c.writeFrame(1, 0, &Described{uint64(descSASLOutcome), []any{uint8(0)}}, nil); err != nil {
+			return err
+		}
+		if proto, err = c.readHeader(); err != nil {
+			return err
+		}
+	}
+	if proto != protoAMQP {
+		return fmt.Errorf("protocol id %d", proto)
+	}
+	return c.write([]byte{'A', 'M', 'Q', 'P', protoAMQP, 1, 0, 0})
+}
+
+func (c *conn) readHeader() (byte, error) {
+	var h [8]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return 0, err
+	}
+	if string(h[:4]) != "AMQP" || h[5] != 1 || h[6] != 0 {
+		_ = c.write([]byte{'A', 'M', 'Q', 'P', protoAMQP, 1, 0, 0})
+		return 0, fmt.Errorf("not an AMQP 1.0 header: %q", h[:])
+	}
+	return h[4], nil
+}
+
+func (c *conn) readFrame() (typ byte, channel uint16, body []byte, err error) {
+	var h [8]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return 0, 0, nil, err
+	}
+	size := binary.BigEndian.Uint32(h[:4])
+	doff := int(h[4]) * 4
+	if size < 8 || size > maxFrameSize || doff < 8 || doff > int(size) {
+		return 0, 0, nil, fmt.Errorf("bad frame: size %d, data offset %d", size, doff)
+	}
+	buf := make([]byte, size-8)
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		return 0, 0, nil, err
+	}
+	return h[5], binary.BigEndian.Uint16(h[6:]), buf[doff-8:], nil
+}
+
+func (c *conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// writeFrame writes one frame: a performative and its payload.
+func (c *conn) writeFrame(typ byte, channel uint16, perf *Described, payload []byte) error {
+	b := make([]byte, 8, 64+len(payload))
+	b, err := Append(b, perf)
+	if err != nil {
+		return err
+	}
+	b = append(b, payload...)
+	binary.BigEndian.PutUint32(b[:4], uint32(len(b)))
+	b[4], b[5] = 2, typ
+	binary.BigEndian.PutUint16(b[6:], channel)
+	return c.write(b)
+}
+
+func perf(code uint64, fields ...any) *Described { return &Described{code, fields} }
+
+// amqpError builds an error value.
+func amqpError(condition, description string) *Described {
+	return perf(descError, Symbol(condition), description)
+}
+
+// closeWith closes the connection with an error.
+func (c *conn) closeWith(condition, description string) {
+	c.s.log.Info("amqp connection closed", "remote", c.nc.RemoteAddr().String(), "condition", condition, "reason", description)
+	_ = c.writeFrame(0, 0, perf(descClose, amqpError(condition, description)), nil)
+}
+
+func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) error {
+	switch code {
+	case descOpen:
+		return c.onOpen(f)
+	case descClose:
+		_ = c.writeFrame(0, 0, perf(descClose), nil)
+		return errClosed
+	case descBegin:
+		if f[0] != nil {
+			return errors.New("begin answering a session the hub did not start")
+		}
+		s := &session{channel: channel, links: map[uint32]*link{}}
+		next, _ := asUint(field(f, 1))
+		s.nextIncomingID = uint32(next)
+		c.sessions[channel] = s
+		return c.writeFrame(0, channel, perf(descBegin, channel, uint32(0), uint32(5000), uint32(5000), uint32(255)), nil)
+	}
+	s := c.sessions[channel]
+	if s == nil {
+		return fmt.Errorf("a frame on channel %d, which has no session", channel)
+	}
+	switch code {
+	case descEnd:
+		delete(c.sessions, channel)
+		return c.writeFrame(0, channel, perf(descEnd), nil)
+	case descAttach:
+		return c.onAttach(s, f)
+	case descDetach:
+		h, _ := asUint(field(f, 0))
+		l := s.links[uint32(h)]
+		if l == nil {
+			return fmt.Errorf("detach of unknown handle %d", h)
+		}
+		delete(s.links, uint32(h))
+		return c.writeFrame(0, s.channel, perf(descDetach, l.handle, true), nil)
+	case descFlow:
+		return c.onFlow(s, f)
+	case descTransfer:
+		return c.onTransfer(s, f, payload)
+	case descDisposition:
+		return nil // the hub's own transfers are sent settled
+	}
+	return fmt.Errorf("unexpected performative %#x", code)
+}
+
+func (c *conn) onOpen(f []any) error {
+	if mf, ok := asUint(field(f, 2)); ok && mf >= 512 {
+		c.peerMaxFrame = uint32(min(mf, 1<<31))
+	}
+	reply := perf(descOpen, "iothub-emulator", nil, uint32(maxFrameSize), uint16(255))
+	if err := c.writeFrame(0, 0, reply, nil); err != nil {
+		return err
+	}
+	// The client's idle time-out is how long it waits for a frame: send
+	// an empty one at half of it.
+	if idle, ok := asUint(field(f, 4)); ok && idle > 0 {
+		c.stopBeat = make(chan struct{})
+		go c.heartbeat(time.Duration(idle) * time.Millisecond / 2)
+	}
+	return nil
+}
+
+func (c *conn) heartbeat(every time.Duration) {
+	t := time.NewTicker(max(every, 100*time.Millisecond))
+	defer t.Stop()
+	empty := []byte{0, 0, 0, 8, 2, 0, 0, 0}
+	for {
+		select {
+		case <-c.stopBeat:
+			return
+		case <-t.C:
+			if c.write(empty) != nil {
+				return
+			}
+		}
+	}
+}
+
+// addressOf reads the address of a source or target.
+func addressOf(v any) string {
+	d, ok := v.(*Described)
+	if !ok {
+		return ""
+	}
+	l, _ := d.Value.([]any)
+	return asString(field(l, 0))
+}
+
+func (c *conn) onAttach(s *session, f []any) error {
+	name := asString(field(f, 0))
+	remote, _ := asUint(field(f, 1))
+	clientReceives, _ := field(f, 2).(bool)
+	l := &link{name: name, handle: s.nextHandle, remote: uint32(remote), receiving: !clientReceives}
+	s.nextHandle++
+	if l.receiving {
+		l.address = addressOf(field(f, 6))
+	} else {
+		l.address = addressOf(field(f, 5))
+	}
+	supported := l.address == cbsNode || (l.receiving && l.address == c2dNode)
+	reply := []any{name, l.handle, !clientReceives, field(f, 3), field(f, 4), field(f, 5), field(f, 6)}
+	if !supported {
+		// Refused the AMQP way: an attach without the terminus, then a
+		// detach with the reason.
+		reply[5], reply[6] = nil, nil
+		if !l.receiving {
+			reply[5] = field(f, 5)
+		} else {
+			reply[6] = field(f, 6)
+		}
+		if err := c.writeFrame(0, s.channel, perf(descAttach, reply...), nil); err != nil {
+			return err
+		}
+		c.s.log.Info("amqp link refused", "address", l.address)
+		return c.writeFrame(0, s.channel, perf(descDetach, l.handle, true,
+			amqpError("amqp:not-implemented", fmt.Sprintf("the emulator does not serve %q over AMQP", l.address))), nil)
+	}
+	if !l.receiving {
+		reply = append(reply, nil, false, uint32(0))
+	}
+	s.links[l.remote] = l
+	if err := c.writeFrame(0, s.channel, perf(descAttach, reply...), nil); err != nil {
+		return err
+	}
+	if l.receiving {
+		dc, _ := asUint(field(f, 9))
+		l.delivery = uint32(dc)
+		return c.grant(s, l)
+	}
+	return nil
+}
+
+// grant gives the client's sender link fresh credit.
+func (c *conn) grant(s *session, l *link) error {
+	l.received = 0
+	return c.writeFrame(0, s.channel, perf(descFlow, s.nextIncomingID, uint32(5000), s.nextOutgoingID, uint32(5000),
+		l.handle, l.delivery, uint32(linkCredit)), nil)
+}
+
+func (c *conn) onFlow(s *session, f []any) error {
+	h, ok := asUint(field(f, 4))
+	if !ok {
+		return nil // session flow only
+	}
+	l := s.links[uint32(h)]
+	if l == nil || l.receiving {
+		return nil
+	}
+	dc, _ := asUint(field(f, 5))
+	credit, _ := asUint(field(f, 6))
+	// Credit counts from the delivery-count the client last saw.
+	if uint32(dc)+uint32(credit) > l.delivery {
+		l.credit = uint32(dc) + uint32(credit) - l.delivery
+	} else {
+		l.credit = 0
+	}
+	return c.flush(s, l)
+}
+
+// send queues a message on one of the hub's sending links.
+func (c *conn) send(s *session, l *link, msg []byte) error {
+	l.pending = append(l.pending, msg)
+	return c.flush(s, l)
+}
+
+// flush sends queued messages while the client gives credit; they go
+// pre-settled.
+func (c *conn) flush(s *session, l *link) error {
+	for len(l.pending) > 0 && l.credit > 0 {
+		msg := l.pending[0]
+		l.pending = l.pending[1:]
+		var tag [4]byte
+		binary.BigEndian.PutUint32(tag[:], l.delivery)
+		t := perf(descTransfer, l.handle, s.nextOutgoingID, tag[:], uint32(0), true)
+		if err := c.writeFrame(0, s.channel, t, msg); err != nil {
+			return err
+		}
+		s.nextOutgoingID++
+		l.delivery++
+		l.credit--
+	}
+	return nil
+}
+
+func (c *conn) onTransfer(s *session, f []any, payload []byte) error {
+	s.nextIncomingID++
+	h, _ := asUint(field(f, 0))
+	l := s.links[uint32(h)]
+	if l == nil || !l.receiving {
+		return fmt.Errorf("transfer on handle %d, which is not a link the client sends on", h)
+	}
+	if !l.inTransfer {
+		id, _ := asUint(field(f, 1))
+		settled, _ := field(f, 4).(bool)
+		l.deliveryID, l.settled, l.inTransfer, l.assembling = uint32(id), settled, true, l.assembling[:0]
+	}
+	if len(l.assembling)+len(payload) > 2*maxMessage {
+		return errors.New("a message larger than the hub accepts")
+	}
+	l.assembling = append(l.assembling, payload...)
+	if more, _ := field(f, 5).(bool); more {
+		return nil
+	}
+	l.inTransfer = false
+	l.delivery++
+	l.received++
+	outcome := c.deliver(s, l, l.assembling)
+	if !l.settled {
+		if err := c.writeFrame(0, s.channel, perf(descDisposition, true, l.deliveryID, nil, true, outcome), nil); err != nil {
+			return err
+		}
+	}
+	if l.received >= linkCredit/2 {
+		return c.grant(s, l)
+	}
+	return nil
+}
