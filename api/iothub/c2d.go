@@ -15,3 +15,40 @@ type CloudToDeviceMessage struct {
 	Ack             string            `json:"ack,omitempty"` // iothub-ack: none, positive, negative, full
 	Properties      map[string]string `json:"properties,omitempty"`
 }
+
+// FeedbackRecord reports what became of a cloud-to-device message whose
+// sender asked for acknowledgement (iothub-ack). The hub sends batches of
+// them, as a JSON array, to /messages/serviceBound/feedback (service-api §8).
+type FeedbackRecord struct {
+	OriginalMessageID  string `json:"originalMessageId"`
+	DeviceGenerationID string `json:"deviceGenerationId"`
+	DeviceID           string `json:"deviceId"`
+	EnqueuedTimeUTC    Time   `json:"enqueuedTimeUtc"`
+	StatusCode         string `json:"statusCode"`
+	Description        string `json:"description"`
+}
+
+// Feedback status codes.
+const (
+	FeedbackSuccess = "Success"
+	FeedbackExpired = "Expired"
+	FeedbackPurged  = "Purged"
+)
+
+// FeedbackContentType is the content type of a feedback batch.
+const FeedbackContentType = "application/vnd.microsoft.iothub.feedback.json"
+
+// WantsFeedback reports whether a message sent with iothub-ack ack gets a
+// feedback record when it ends with status: positive asks for successes,
+// negative for failures, full for both.
+func WantsFeedback(ack, status string) bool {
+	switch ack {
+	case "full":
+		return true
+	case "positive":
+		return status == FeedbackSuccess
+	case "negative":
+		return status != FeedbackSuccess
+	}
+	return false
+}

@@ -462,3 +462,20 @@ func TestDesiredPath(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that iothub-ack selects which outcomes get feedback.
+func TestWantsFeedback(t *testing.T) {
+	for _, tt := range []struct {
+		ack, status string
+		want        bool
+	}{
+		{"full", FeedbackSuccess, true}, {"full", FeedbackPurged, true},
+		{"positive", FeedbackSuccess, true}, {"positive", FeedbackExpired, false},
+		{"negative", FeedbackSuccess, false}, {"negative", FeedbackExpired, true},
+		{"none", FeedbackSuccess, false}, {"", FeedbackPurged, false},
+	} {
+		if got := WantsFeedback(tt.ack, tt.status); got != tt.want {
+			t.Errorf("WantsFeedback(%q, %q) = %v", tt.ack, tt.status, got)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Cloud-to-device messages sent by the official service client over AMQP
 // ($cbs put-token, then /messages/devicebound) reach the device over MQTT
-// with their properties; a message to an unknown device is refused.
+// with their properties, the device's acknowledgement comes back on the
+// feedback receiver, and a message to an unknown device is refused.
 'use strict';
 const { Message } = require('azure-iot-common');
 const { createDevice, openDevice, serviceClient, uniqueId, eventually, assert, expectError } = require('../lib');
@@ -16,6 +17,12 @@ exports.sendOverAmqp = async () => {
       device.complete(msg, () => {});
     });
     await service.open();
+    const receiver = await new Promise((resolve, reject) => service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r))));
+    const feedback = [];
+    receiver.on('message', (batch) => {
+      feedback.push(...JSON.parse(batch.getData().toString('utf-8')));
+      receiver.complete(batch, () => {});
+    });
     const msg = new Message(JSON.stringify({ command: 'blink', times: 3 }));
     msg.messageId = uniqueId('msg');
     msg.correlationId = 'corr-1';
@@ -29,6 +36,12 @@ exports.sendOverAmqp = async () => {
     assert(got.data.toString() === '{"command":"blink","times":3}', `body ${got.data}`);
     assert(got.messageId === msg.messageId && got.correlationId === 'corr-1', `ids ${got.messageId} ${got.correlationId}`);
     assert(got.properties.getValue('priority') === 'high', 'application property');
+    const record = await eventually(async () => {
+      const r = feedback.find((f) => f.originalMessageId === msg.messageId);
+      assert(r, `feedback: ${JSON.stringify(feedback)}`);
+      return r;
+    });
+    assert(record.statusCode === 'Success' && record.deviceId === id && record.deviceGenerationId, `feedback record ${JSON.stringify(record)}`);
     await expectError(service.send(uniqueId('ghost'), new Message('x')), (err) => assert(/DeviceNotFound|not-found/i.test(`${err.constructor.name} ${err.message}`), `unknown device: ${err.constructor.name} ${err.message}`));
   } finally {
     await service.close();

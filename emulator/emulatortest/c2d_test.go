@@ -1,6 +1,7 @@
 package emulatortest_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +100,52 @@ func TestC2D(t *testing.T) {
 		t.Fatalf("order %v", order)
 	}
 	pending(0)
+}
+
+// Ensure that a message sent with iothub-ack gets the feedback its sender
+// asked for: a completed one Success, a purged one Purged, and nothing
+// for outcomes it did not ask about.
+func TestC2DFeedback(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := testCtx(t)
+	cs := e.AddDevice(t, "fb")
+	for id, ack := range map[string]string{"purged-full": "full", "purged-positive": "positive", "purged-negative": "negative"} {
+		if err := svc.SendC2D(ctx, "fb", iothub.CloudToDeviceMessage{Body: "x", MessageID: id, Ack: ack}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.PurgeC2D(ctx, "fb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.SendC2D(ctx, "fb", iothub.CloudToDeviceMessage{Body: "y", MessageID: "done", Ack: "positive"}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := iotdevice.New(cs, iotdevice.Options{CAFile: e.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.OnC2D(func([]byte, topic.Properties) {})
+	if err := dev.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	got := map[string]string{}
+	for len(got) < 3 {
+		recs, err := e.Hub().TakeFeedback(ctx)
+		if err != nil {
+			t.Fatalf("feedback so far %v: %v", got, err)
+		}
+		for _, r := range recs {
+			if r.DeviceID != "fb" || r.DeviceGenerationID == "" {
+				t.Fatalf("record %+v", r)
+			}
+			got[r.OriginalMessageID] = r.StatusCode
+		}
+	}
+	want := map[string]string{"purged-full": "Purged", "purged-negative": "Purged", "done": "Success"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("feedback %v, want %v", got, want)
+	}
 }

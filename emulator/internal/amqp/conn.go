@@ -8,6 +8,7 @@ package amqp
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -127,6 +128,10 @@ type conn struct {
 
 	wmu sync.Mutex
 
+	// mu guards the connection's state below: the reader holds it while it
+	// handles a frame, feedback senders while they queue a message.
+	mu           sync.Mutex
+	ctx          context.Context // ends with the connection
 	peerMaxFrame uint32
 	authorized   bool // a valid service token was put on $cbs
 	sessions     map[uint16]*session
@@ -152,6 +157,7 @@ type link struct {
 	credit     uint32 // sending links: what the client granted
 	delivery   uint32 // delivery-count
 	pending    [][]byte
+	stop       context.CancelFunc // ends the link's feedback sender
 	received   uint32
 	assembling []byte
 	deliveryID uint32
@@ -160,6 +166,9 @@ type link struct {
 }
 
 func (c *conn) serve() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.ctx = ctx
 	defer c.nc.Close()
 	defer func() {
 		if c.stopBeat != nil {
@@ -192,7 +201,10 @@ func (c *conn) serve() {
 			c.closeWith("amqp:decode-error", "a frame without a performative")
 			return
 		}
-		if err := c.handle(d.Code(), channel, fields, payload); err != nil {
+		c.mu.Lock()
+		err = c.handle(d.Code(), channel, fields, payload)
+		c.mu.Unlock()
+		if err != nil {
 			if !errors.Is(err, errClosed) {
 				c.closeWith("amqp:internal-error", err.Error())
 			}
@@ -326,6 +338,11 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 	}
 	switch code {
 	case descEnd:
+		for _, l := range s.links {
+			if l.stop != nil {
+				l.stop()
+			}
+		}
 		delete(c.sessions, channel)
 		return c.writeFrame(0, channel, perf(descEnd), nil)
 	case descAttach:
@@ -337,6 +354,9 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 			return fmt.Errorf("detach of unknown handle %d", h)
 		}
 		delete(s.links, uint32(h))
+		if l.stop != nil {
+			l.stop()
+		}
 		return c.writeFrame(0, s.channel, perf(descDetach, l.handle, true), nil)
 	case descFlow:
 		return c.onFlow(s, f)
@@ -402,7 +422,7 @@ func (c *conn) onAttach(s *session, f []any) error {
 	} else {
 		l.address = addressOf(field(f, 5))
 	}
-	supported := l.address == cbsNode || (l.receiving && l.address == c2dNode)
+	supported := l.address == cbsNode || (l.receiving && l.address == c2dNode) || (!l.receiving && l.address == feedbackNode)
 	reply := []any{name, l.handle, !clientReceives, field(f, 3), field(f, 4), field(f, 5), field(f, 6)}
 	if !supported {
 		// Refused the AMQP way: an attach without the terminus, then a
@@ -431,6 +451,11 @@ func (c *conn) onAttach(s *session, f []any) error {
 		dc, _ := asUint(field(f, 9))
 		l.delivery = uint32(dc)
 		return c.grant(s, l)
+	}
+	if l.address == feedbackNode {
+		ctx, stop := context.WithCancel(c.ctx)
+		l.stop = stop
+		go c.sendFeedback(ctx, s, l)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package amqp
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -16,9 +18,10 @@ import (
 
 // The nodes an IoT Hub service client uses (service-api §8).
 const (
-	cbsNode    = "$cbs"                  // claims-based security: put-token
-	c2dNode    = "/messages/devicebound" // cloud-to-device messages
-	maxMessage = hub.MaxC2DSize + 16*1024
+	cbsNode      = "$cbs"                            // claims-based security: put-token
+	c2dNode      = "/messages/devicebound"           // cloud-to-device messages
+	feedbackNode = "/messages/serviceBound/feedback" // what became of them
+	maxMessage   = hub.MaxC2DSize + 16*1024
 )
 
 // message is a decoded AMQP message: the sections the hub reads.
@@ -223,4 +226,36 @@ func condition(err error) string {
 		return "amqp:invalid-field"
 	}
 	return "amqp:internal-error"
+}
+
+// sendFeedback sends the hub's feedback records to a client's feedback
+// link, a JSON array per batch, until the link or the connection ends.
+// Records live in memory, and a batch taken when the connection fails is
+// lost.
+func (c *conn) sendFeedback(ctx context.Context, s *session, l *link) {
+	for {
+		recs, err := c.s.hub.TakeFeedback(ctx)
+		if err != nil {
+			return
+		}
+		body, err := json.Marshal(recs)
+		if err != nil {
+			return
+		}
+		var id UUID
+		_, _ = rand.Read(id[:])
+		msg, err := appendSections(nil,
+			perf(descProperties, id, nil, feedbackNode, nil, nil, nil, Symbol(iothub.FeedbackContentType), Symbol("utf-8")),
+			&Described{uint64(descData), body})
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		err = c.send(s, l, msg)
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+		c.s.log.Info("feedback sent over AMQP", "records", len(recs))
+	}
 }

@@ -67,6 +67,11 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) (C2DMe
 	defer e.mu.Unlock()
 	next := e.clone()
 	next.C2D = unexpired(next.C2D, now)
+	for _, old := range e.rec.Load().C2D {
+		if !now.Before(old.ExpiryTime) {
+			h.addFeedback(e, old, iothub.FeedbackExpired, "Message expired")
+		}
+	}
 	if len(next.C2D) >= MaxC2DQueue {
 		return C2DMessage{}, iothub.Errorf(iothub.DeviceMaximumQueueDepthExceeded, "Device %s has %d pending cloud-to-device messages, the maximum.", deviceID, MaxC2DQueue)
 	}
@@ -102,9 +107,16 @@ func (h *Hub) PurgeC2D(ctx context.Context, deviceID string) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
+	purged := e.rec.Load().C2D
 	next := e.clone()
 	next.C2D, next.Device.CloudToDeviceMessageCount = nil, 0
-	return n, h.commitLocked(e, next)
+	if err := h.commitLocked(e, next); err != nil {
+		return 0, err
+	}
+	for _, m := range purged {
+		h.addFeedback(e, m, iothub.FeedbackPurged, "Message purged")
+	}
+	return n, nil
 }
 
 // deliverC2DLocked sends the device's pending messages that its connection
@@ -145,18 +157,23 @@ func (c *Conn) CompleteC2D(lockToken string) {
 	cur := e.rec.Load().C2D
 	next := e.clone()
 	next.C2D = next.C2D[:0:0]
-	for _, m := range cur {
+	var done *C2DMessage
+	for i, m := range cur {
 		if m.LockToken != lockToken {
 			next.C2D = append(next.C2D, m)
+		} else {
+			done = &cur[i]
 		}
 	}
-	if len(next.C2D) == len(cur) {
+	if done == nil {
 		return
 	}
 	next.Device.CloudToDeviceMessageCount = len(next.C2D)
 	if err := h.commitLocked(e, next); err != nil {
 		h.log.Error("storing a completed cloud-to-device message failed", "device", e.id, "error", err)
+		return
 	}
+	h.addFeedback(e, *done, iothub.FeedbackSuccess, "Success")
 }
 
 // markSent records that lockToken went to this connection; false if it

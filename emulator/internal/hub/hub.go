@@ -161,7 +161,8 @@ type Hub struct {
 	closing  bool            // guarded by jobMu
 	jobWG    sync.WaitGroup
 
-	cfgs cfgState
+	cfgs     cfgState
+	feedback feedbackState
 }
 
 // New returns a hub that persists devices to store, and jobs and
