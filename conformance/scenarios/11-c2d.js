@@ -48,3 +48,25 @@ exports.sendOverAmqp = async () => {
     await device.close();
   }
 };
+
+// The same over AMQP on a WebSocket (port 443, /$iothub/websocket), as
+// service apps behind firewalls send.
+exports.sendOverAmqpWs = async () => {
+  const { Client, AmqpWs } = require('azure-iothub');
+  const { id, cs } = await createDevice('c2dws');
+  const device = await openDevice(cs);
+  const service = Client.fromConnectionString(process.env.IOTHUB_CONNECTION_STRING, AmqpWs);
+  try {
+    const received = [];
+    device.on('message', (msg) => {
+      received.push(msg.data.toString());
+      device.complete(msg, () => {});
+    });
+    await service.open();
+    await service.send(id, new Message('over websocket'));
+    await eventually(async () => assert(received[0] === 'over websocket', `received ${JSON.stringify(received)}`));
+  } finally {
+    await service.close();
+    await device.close();
+  }
+};

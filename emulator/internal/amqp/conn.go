@@ -86,25 +86,31 @@ func (s *Server) Serve(ln net.Listener) {
 			if err != nil {
 				return
 			}
-			c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), sessions: map[uint16]*session{}, peerMaxFrame: 512}
-			s.mu.Lock()
-			if s.closed {
-				s.mu.Unlock()
-				nc.Close()
-				return
-			}
-			s.conns[c] = true
-			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				c.serve()
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
+				s.ServeConn(nc)
 			}()
 		}
 	}()
+}
+
+// ServeConn serves one connection, already secured (TLS, or a WebSocket
+// over HTTPS), until it ends.
+func (s *Server) ServeConn(nc net.Conn) {
+	c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), sessions: map[uint16]*session{}, peerMaxFrame: 512}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = true
+	s.mu.Unlock()
+	c.serve()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
 }
 
 // Close closes every connection and waits for them; the caller closes the

@@ -20,13 +20,21 @@ const WebSocketPath = topic.WebSocketPath
 // WebSocketHandler upgrades requests to MQTT over WebSocket. The
 // subprotocol is matched case-insensitively ("mqtt" or "MQTT") and echoed as
 // the client wrote it; query strings are ignored (device-protocol §1.1).
-func (b *Broker) WebSocketHandler() http.Handler {
+// A client asking for one of the subprotocols of others (the service
+// clients' AMQP, say) gets its connection served by that function instead,
+// as a byte stream, until it returns.
+func (b *Broker) WebSocketHandler(others map[string]func(net.Conn)) http.Handler {
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var header http.Header
+		var other func(net.Conn)
 		for _, p := range websocket.Subprotocols(r) {
 			if strings.EqualFold(p, "mqtt") {
 				header = http.Header{"Sec-Websocket-Protocol": {p}}
+				break
+			}
+			if fn := others[p]; fn != nil {
+				header, other = http.Header{"Sec-Websocket-Protocol": {p}}, fn
 				break
 			}
 		}
@@ -49,6 +57,10 @@ func (b *Broker) WebSocketHandler() http.Handler {
 		c := &wsConn{ws: ws}
 		if r.TLS != nil {
 			c.state = *r.TLS
+		}
+		if other != nil {
+			other(c)
+			return
 		}
 		b.serveConn("wss", c)
 	})

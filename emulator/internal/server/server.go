@@ -221,7 +221,12 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 	s.broker.Serve(tls.NewListener(s.mqttLn, tlsCfg))
 
 	api := rest.New(s.hub, rest.Config{Logger: s.log})
-	ws := s.broker.WebSocketHandler()
+	var wsOthers map[string]func(net.Conn)
+	if s.amqp != nil {
+		// The service clients' AMQP over WebSocket shares the path.
+		wsOthers = map[string]func(net.Conn){"AMQPWSB10": s.amqp.ServeConn}
+	}
+	ws := s.broker.WebSocketHandler(wsOthers)
 	s.https = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == broker.WebSocketPath {
@@ -282,11 +287,13 @@ func (s *Server) close() error {
 			ln.Close()
 		}
 	}
-	if s.broker != nil {
-		s.broker.Close()
-	}
+	// AMQP first: its WebSocket connections hold the broker's WebSocket
+	// handler, which the broker waits for.
 	if s.amqp != nil {
 		s.amqp.Close()
+	}
+	if s.broker != nil {
+		s.broker.Close()
 	}
 	s.wg.Wait()
 	if s.hub != nil {
