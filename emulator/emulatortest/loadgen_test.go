@@ -33,21 +33,29 @@ type rawCaller struct {
 	req  []byte
 }
 
-func newRawCaller(tb testing.TB, e *emulatortest.Env, deviceID, method string) *rawCaller {
+// dialSigned signs an hour-long token for resource with key and dials addr
+// over TLS; the connection closes at cleanup.
+func dialSigned(tb testing.TB, e *emulatortest.Env, addr, resource, keyName, key string) (*tls.Conn, string) {
 	tb.Helper()
-	cs := e.ServiceString()
-	tok, err := sas.New(cs.HostName, cs.SharedAccessKeyName, cs.SharedAccessKey, time.Now().Add(time.Hour))
+	tok, err := sas.New(resource, keyName, key, time.Now().Add(time.Hour))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	conn, err := tls.Dial("tcp", e.HTTPSAddr(), e.TLSConfig())
+	conn, err := tls.Dial("tcp", addr, e.TLSConfig())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
+	return conn, tok.String()
+}
+
+func newRawCaller(tb testing.TB, e *emulatortest.Env, deviceID, method string) *rawCaller {
+	tb.Helper()
+	cs := e.ServiceString()
+	conn, tok := dialSigned(tb, e, e.HTTPSAddr(), cs.HostName, cs.SharedAccessKeyName, cs.SharedAccessKey)
 	body := `{"methodName":"` + method + `","payload":{"n":1},"responseTimeoutInSeconds":30}`
 	req := "POST /twins/" + deviceID + "/methods?api-version=" + iothub.APIVersion + " HTTP/1.1\r\n" +
-		"Host: " + cs.HostName + "\r\nAuthorization: " + tok.String() + "\r\n" +
+		"Host: " + cs.HostName + "\r\nAuthorization: " + tok + "\r\n" +
 		"Content-Type: application/json; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	return &rawCaller{conn: conn, r: bufio.NewReader(conn), req: []byte(req)}
 }
@@ -99,22 +107,14 @@ type rawDevice struct {
 func dialRawDevice(tb testing.TB, e *emulatortest.Env, id string, filters ...string) *rawDevice {
 	tb.Helper()
 	cs := e.AddDevice(tb, id)
-	tok, err := sas.New(sas.DeviceResource(cs.HostName, id, ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	conn, err := tls.Dial("tcp", e.MQTTAddr(), e.TLSConfig())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { conn.Close() })
+	conn, tok := dialSigned(tb, e, e.MQTTAddr(), sas.DeviceResource(cs.HostName, id, ""), "", cs.SharedAccessKey)
 	d := &rawDevice{conn: conn, r: bufio.NewReader(conn), twin: make(chan topic.Topic, 1)}
 	user := topic.Username{Host: cs.HostName, DeviceID: id, APIVersion: iothub.APIVersion}.String()
 	// CONNECT: protocol MQTT level 4, username, password and clean session.
 	var body []byte
 	body = appendString(body, "MQTT")
 	body = append(body, 4, 0xC2, 0, 60)
-	for _, s := range []string{id, user, tok.String()} {
+	for _, s := range []string{id, user, tok} {
 		body = appendString(body, s)
 	}
 	d.write(tb, 0x10, body)

@@ -73,8 +73,67 @@ func (d *decoder) decode() (any, error) {
 	return d.value(c[0])
 }
 
+// fixedWidth is the size of each fixed-width encoding's value; 0 for the
+// others.
+var fixedWidth = [256]uint8{
+	0x56: 1, 0x50: 1, 0x51: 1, 0x52: 1, 0x53: 1, 0x54: 1, 0x55: 1,
+	0x60: 2, 0x61: 2,
+	0x70: 4, 0x71: 4, 0x72: 4, 0x73: 4,
+	0x80: 8, 0x81: 8, 0x82: 8, 0x83: 8,
+	0x98: 16,
+}
+
+// fixedValue converts the bytes of a fixed-width encoding.
+func fixedValue(code byte, b []byte) any {
+	switch code {
+	case 0x56:
+		return b[0] != 0
+	case 0x50:
+		return b[0]
+	case 0x51:
+		return int8(b[0])
+	case 0x52:
+		return uint32(b[0])
+	case 0x53:
+		return uint64(b[0])
+	case 0x54:
+		return int32(int8(b[0]))
+	case 0x55:
+		return int64(int8(b[0]))
+	case 0x60:
+		return binary.BigEndian.Uint16(b)
+	case 0x61:
+		return int16(binary.BigEndian.Uint16(b))
+	case 0x70:
+		return binary.BigEndian.Uint32(b)
+	case 0x71:
+		return int32(binary.BigEndian.Uint32(b))
+	case 0x72:
+		return math.Float32frombits(binary.BigEndian.Uint32(b))
+	case 0x73:
+		return rune(binary.BigEndian.Uint32(b))
+	case 0x80:
+		return binary.BigEndian.Uint64(b)
+	case 0x81:
+		return int64(binary.BigEndian.Uint64(b))
+	case 0x82:
+		return math.Float64frombits(binary.BigEndian.Uint64(b))
+	case 0x83:
+		return time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC()
+	}
+	var u UUID // 0x98
+	copy(u[:], b)
+	return u
+}
+
 func (d *decoder) value(code byte) (any, error) {
-	fixed := func(n int) ([]byte, error) { return d.need(n) }
+	if n := fixedWidth[code]; n > 0 {
+		b, err := d.need(int(n))
+		if err != nil {
+			return nil, err
+		}
+		return fixedValue(code, b), nil
+	}
 	switch code {
 	case 0x40:
 		return nil, nil
@@ -88,116 +147,6 @@ func (d *decoder) value(code byte) (any, error) {
 		return uint64(0), nil
 	case 0x45:
 		return []any{}, nil
-	case 0x56:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return b[0] != 0, nil
-	case 0x50:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return b[0], nil
-	case 0x51:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return int8(b[0]), nil
-	case 0x52:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return uint32(b[0]), nil
-	case 0x53:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return uint64(b[0]), nil
-	case 0x54:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return int32(int8(b[0])), nil
-	case 0x55:
-		b, err := fixed(1)
-		if err != nil {
-			return nil, err
-		}
-		return int64(int8(b[0])), nil
-	case 0x60:
-		b, err := fixed(2)
-		if err != nil {
-			return nil, err
-		}
-		return binary.BigEndian.Uint16(b), nil
-	case 0x61:
-		b, err := fixed(2)
-		if err != nil {
-			return nil, err
-		}
-		return int16(binary.BigEndian.Uint16(b)), nil
-	case 0x70:
-		b, err := fixed(4)
-		if err != nil {
-			return nil, err
-		}
-		return binary.BigEndian.Uint32(b), nil
-	case 0x71:
-		b, err := fixed(4)
-		if err != nil {
-			return nil, err
-		}
-		return int32(binary.BigEndian.Uint32(b)), nil
-	case 0x72:
-		b, err := fixed(4)
-		if err != nil {
-			return nil, err
-		}
-		return math.Float32frombits(binary.BigEndian.Uint32(b)), nil
-	case 0x73:
-		b, err := fixed(4)
-		if err != nil {
-			return nil, err
-		}
-		return rune(binary.BigEndian.Uint32(b)), nil
-	case 0x80:
-		b, err := fixed(8)
-		if err != nil {
-			return nil, err
-		}
-		return binary.BigEndian.Uint64(b), nil
-	case 0x81:
-		b, err := fixed(8)
-		if err != nil {
-			return nil, err
-		}
-		return int64(binary.BigEndian.Uint64(b)), nil
-	case 0x82:
-		b, err := fixed(8)
-		if err != nil {
-			return nil, err
-		}
-		return math.Float64frombits(binary.BigEndian.Uint64(b)), nil
-	case 0x83:
-		b, err := fixed(8)
-		if err != nil {
-			return nil, err
-		}
-		return time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(), nil
-	case 0x98:
-		b, err := fixed(16)
-		if err != nil {
-			return nil, err
-		}
-		var u UUID
-		copy(u[:], b)
-		return u, nil
 	case 0xa0, 0xa1, 0xa3, 0xb0, 0xb1, 0xb3:
 		n, err := d.size(code&0xf0 == 0xb0)
 		if err != nil {
