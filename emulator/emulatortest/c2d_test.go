@@ -103,8 +103,8 @@ func TestC2D(t *testing.T) {
 }
 
 // Ensure that a message sent with iothub-ack gets the feedback its sender
-// asked for: a completed one Success, a purged one Purged, and nothing
-// for outcomes it did not ask about.
+// asked for: a completed one Success, a purged one Purged, an expired one
+// Expired, and nothing for outcomes it did not ask about.
 func TestC2DFeedback(t *testing.T) {
 	t.Parallel()
 	e := emulatortest.Start(t)
@@ -119,6 +119,12 @@ func TestC2DFeedback(t *testing.T) {
 	if _, err := svc.PurgeC2D(ctx, "fb"); err != nil {
 		t.Fatal(err)
 	}
+	soon := iothub.NewTime(time.Now().Add(time.Second))
+	if err := svc.SendC2D(ctx, "fb", iothub.CloudToDeviceMessage{Body: "z", MessageID: "expired", Ack: "negative", ExpiryTimeUTC: &soon}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(soon.Time) + 50*time.Millisecond)
+	// The next message drops the expired one.
 	if err := svc.SendC2D(ctx, "fb", iothub.CloudToDeviceMessage{Body: "y", MessageID: "done", Ack: "positive"}); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +138,7 @@ func TestC2DFeedback(t *testing.T) {
 	}
 	defer dev.Close()
 	got := map[string]string{}
-	for len(got) < 3 {
+	for len(got) < 4 {
 		recs, err := e.Hub().TakeFeedback(ctx)
 		if err != nil {
 			t.Fatalf("feedback so far %v: %v", got, err)
@@ -144,7 +150,7 @@ func TestC2DFeedback(t *testing.T) {
 			got[r.OriginalMessageID] = r.StatusCode
 		}
 	}
-	want := map[string]string{"purged-full": "Purged", "purged-negative": "Purged", "done": "Success"}
+	want := map[string]string{"purged-full": "Purged", "purged-negative": "Purged", "expired": "Expired", "done": "Success"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("feedback %v, want %v", got, want)
 	}
