@@ -98,7 +98,7 @@ func (s *Server) Serve(ln net.Listener) {
 // ServeConn serves one connection, already secured (TLS, or a WebSocket
 // over HTTPS), until it ends.
 func (s *Server) ServeConn(nc net.Conn) {
-	c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), sessions: map[uint16]*session{}, peerMaxFrame: 512}
+	c := &conn{s: s, nc: nc, r: bufio.NewReader(nc), sessions: map[uint16]*session{}, peerMaxFrame: 1 << 31}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -148,7 +148,8 @@ type conn struct {
 type session struct {
 	channel        uint16
 	nextIncomingID uint32
-	nextOutgoingID uint32
+	nextOutgoingID uint32           // transfer-id: one per transfer frame
+	nextDelivery   uint32           // delivery-id: one per message
 	links          map[uint32]*link // by the client's handle
 	nextHandle     uint32
 }
@@ -500,18 +501,28 @@ func (c *conn) send(s *session, l *link, msg []byte) error {
 }
 
 // flush sends queued messages while the client gives credit; they go
-// pre-settled.
+// pre-settled, split into frames no larger than the client accepts.
 func (c *conn) flush(s *session, l *link) error {
+	room := int(c.peerMaxFrame) - 64 // the frame header and the transfer performative
 	for len(l.pending) > 0 && l.credit > 0 {
 		msg := l.pending[0]
 		l.pending = l.pending[1:]
 		var tag [4]byte
 		binary.BigEndian.PutUint32(tag[:], l.delivery)
-		t := perf(descTransfer, l.handle, s.nextOutgoingID, tag[:], uint32(0), true)
-		if err := c.writeFrame(0, s.channel, t, msg); err != nil {
-			return err
+		for first := true; first || len(msg) > 0; first = false {
+			part := msg[:min(len(msg), room)]
+			msg = msg[len(part):]
+			more := len(msg) > 0
+			t := perf(descTransfer, l.handle, nil, nil, nil, nil, more)
+			if first {
+				t = perf(descTransfer, l.handle, s.nextDelivery, tag[:], uint32(0), true, more)
+			}
+			if err := c.writeFrame(0, s.channel, t, part); err != nil {
+				return err
+			}
+			s.nextOutgoingID++
 		}
-		s.nextOutgoingID++
+		s.nextDelivery++
 		l.delivery++
 		l.credit--
 	}

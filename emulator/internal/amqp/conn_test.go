@@ -5,11 +5,15 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
@@ -44,7 +48,7 @@ func dial(t *testing.T, e *emulatortest.Env, sasl bool) *client {
 		}
 	}
 	c.header(0)
-	c.frame(0, 0x10, "test-client", "localhost")
+	c.frame(0, 0x10, "test-client", "localhost", uint32(512))
 	c.expect(0x10)
 	c.frame(0, 0x11, nil, uint32(0), uint32(100), uint32(100))
 	c.expect(0x11)
@@ -251,4 +255,76 @@ func TestCloudToDevice(t *testing.T) {
 	if outcome, _ := c2.send(3, toD1); outcome != 0x24 {
 		t.Fatalf("the other connection stopped working: %#x", outcome)
 	}
+}
+
+// Ensure that feedback reaches a client's feedback link in batches, each a
+// JSON array, split into frames no larger than the client's 512 bytes.
+func TestFeedbackLink(t *testing.T) {
+	e := emulatortest.Start(t)
+	// Long ids make every record larger than a 512-byte frame.
+	id := strings.Repeat("d", 120)
+	e.AddDevice(t, id)
+	svc := e.Service(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 5 {
+		mid := fmt.Sprintf("message-%d-%s", i, strings.Repeat("m", 100))
+		if err := svc.SendC2D(ctx, id, iothub.CloudToDeviceMessage{Body: "x", MessageID: mid, Ack: "full"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial(t, e, false)
+	c.frame(0, 0x12, "feedback", uint32(0), true, nil, nil, terminus(0x28, "/messages/serviceBound/feedback"), terminus(0x29, ""))
+	c.expect(0x12)
+	c.frame(0, 0x13, uint32(0), uint32(100), uint32(0), uint32(100), uint32(0), uint32(0), uint32(10))
+	if _, err := svc.PurgeC2D(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var recs []iothub.FeedbackRecord
+	most := 0 // frames of the longest message
+	for len(recs) < 5 {
+		var body []byte
+		frames := 0
+		for {
+			d, payload := c.nextWithPayload(0)
+			if d.Code() != 0x14 {
+				t.Fatalf("unexpected %#x", d.Code())
+			}
+			frames++
+			body = append(body, payload...)
+			if more, _ := field(d.Value.([]any), 5).(bool); !more {
+				break
+			}
+		}
+		most = max(most, frames)
+		var data []byte
+		for rest := body; len(rest) > 0; {
+			v, r, err := amqp.Decode(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := v.(*amqp.Described); d.Code() == 0x75 {
+				data = d.Value.([]byte)
+			}
+			rest = r
+		}
+		var batch []iothub.FeedbackRecord
+		if err := json.Unmarshal(data, &batch); err != nil || len(batch) == 0 || batch[0].StatusCode != iothub.FeedbackPurged {
+			t.Fatalf("feedback %s: %v", data, err)
+		}
+		recs = append(recs, batch...)
+	}
+	if len(recs) != 5 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if most < 2 {
+		t.Fatal("no message was split for a client that takes 512-byte frames")
+	}
+}
+
+func field(l []any, i int) any {
+	if i < len(l) {
+		return l[i]
+	}
+	return nil
 }
