@@ -107,10 +107,19 @@ func (s *Server) ServeConn(nc net.Conn) {
 	}
 	s.conns[c] = true
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	defer func() {
+		// A bug in handling one client's frames must not stop the hub.
+		if r := recover(); r != nil {
+			s.log.Error("amqp connection failed", "remote", nc.RemoteAddr().String(), "panic", fmt.Sprint(r))
+			nc.Close()
+		}
+	}()
 	c.serve()
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
 }
 
 // Close closes every connection and waits for them; the caller closes the
@@ -203,15 +212,15 @@ func (c *conn) serve() {
 			return
 		}
 		d, ok := perf.(*Described)
-		fields, _ := d.Value.([]any)
-		if !ok || fields == nil {
+		var fields []any
+		if ok {
+			fields, _ = d.Value.([]any)
+		}
+		if fields == nil {
 			c.closeWith("amqp:decode-error", "a frame without a performative")
 			return
 		}
-		c.mu.Lock()
-		err = c.handle(d.Code(), channel, fields, payload)
-		c.mu.Unlock()
-		if err != nil {
+		if err := c.handleLocked(d.Code(), channel, fields, payload); err != nil {
 			if !errors.Is(err, errClosed) {
 				c.closeWith("amqp:internal-error", err.Error())
 			}
@@ -322,6 +331,13 @@ func (c *conn) closeWith(condition, description string) {
 	_ = c.writeFrame(0, 0, perf(descClose, amqpError(condition, description)), nil)
 }
 
+// handleLocked handles one frame holding c.mu.
+func (c *conn) handleLocked(code uint64, channel uint16, f []any, payload []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.handle(code, channel, f, payload)
+}
+
 func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) error {
 	switch code {
 	case descOpen:
@@ -330,7 +346,7 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 		_ = c.writeFrame(0, 0, perf(descClose), nil)
 		return errClosed
 	case descBegin:
-		if f[0] != nil {
+		if field(f, 0) != nil {
 			return errors.New("begin answering a session the hub did not start")
 		}
 		s := &session{channel: channel, links: map[uint32]*link{}}

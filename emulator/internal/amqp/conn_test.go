@@ -328,3 +328,27 @@ func field(l []any, i int) any {
 	}
 	return nil
 }
+
+// Ensure that performatives with missing fields close the connection
+// instead of crashing the hub.
+func TestEmptyPerformatives(t *testing.T) {
+	e := emulatortest.Start(t)
+	for _, code := range []uint64{0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17} {
+		c := dial(t, e, false)
+		c.frame(0, code)
+		c.frame(0, 0x18)
+		for c.next(0).Code() != 0x18 {
+		}
+	}
+	// A performative that is not a described list.
+	c := dial(t, e, false)
+	b, _ := amqp.Append(make([]byte, 8), "not a performative")
+	binary.BigEndian.PutUint32(b, uint32(len(b)))
+	b[4] = 2
+	if _, err := c.conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(0x18)
+	// The hub still serves.
+	dial(t, e, true)
+}
