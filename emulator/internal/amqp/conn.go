@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
@@ -206,12 +207,12 @@ func (c *conn) serve() {
 		if len(body) == 0 || typ != 0 {
 			continue // heartbeat
 		}
-		perf, payload, err := Decode(body)
+		perf, payload, err := wire.Decode(body)
 		if err != nil {
 			c.closeWith("amqp:decode-error", err.Error())
 			return
 		}
-		d, ok := perf.(*Described)
+		d, ok := perf.(*wire.Described)
 		var fields []any
 		if ok {
 			fields, _ = d.Value.([]any)
@@ -243,7 +244,7 @@ func (c *conn) handshake() error {
 		if err := c.write([]byte{'A', 'M', 'Q', 'P', protoSASL, 1, 0, 0}); err != nil {
 			return err
 		}
-		mechs := &Described{uint64(descSASLMechanisms), []any{[]Symbol{"ANONYMOUS", "PLAIN", "MSSBCBS", "EXTERNAL"}}}
+		mechs := wire.Describe(descSASLMechanisms, []any{[]wire.Symbol{"ANONYMOUS", "PLAIN", "MSSBCBS", "EXTERNAL"}})
 		if err := c.writeFrame(1, 0, mechs, nil); err != nil {
 			return err
 		}
@@ -251,11 +252,11 @@ func (c *conn) handshake() error {
 		if err != nil {
 			return err
 		}
-		init, _, err := Decode(body)
-		if d, ok := init.(*Described); err != nil || typ != 1 || !ok || d.Code() != descSASLInit {
+		init, _, err := wire.Decode(body)
+		if d, ok := init.(*wire.Described); err != nil || typ != 1 || !ok || d.Code() != descSASLInit {
 			return errors.New("expected sasl-init")
 		}
-		if err := c.writeFrame(1, 0, &Described{uint64(descSASLOutcome), []any{uint8(0)}}, nil); err != nil {
+		if err := c.writeFrame(1, 0, wire.Describe(descSASLOutcome, []any{uint8(0)}), nil); err != nil {
 			return err
 		}
 		if proto, err = c.readHeader(); err != nil {
@@ -305,9 +306,9 @@ func (c *conn) write(b []byte) error {
 }
 
 // writeFrame writes one frame: a performative and its payload.
-func (c *conn) writeFrame(typ byte, channel uint16, perf *Described, payload []byte) error {
+func (c *conn) writeFrame(typ byte, channel uint16, perf *wire.Described, payload []byte) error {
 	b := make([]byte, 8, 64+len(payload))
-	b, err := Append(b, perf)
+	b, err := wire.Append(b, perf)
 	if err != nil {
 		return err
 	}
@@ -318,11 +319,11 @@ func (c *conn) writeFrame(typ byte, channel uint16, perf *Described, payload []b
 	return c.write(b)
 }
 
-func perf(code uint64, fields ...any) *Described { return &Described{code, fields} }
+func perf(code uint64, fields ...any) *wire.Described { return wire.Describe(code, fields) }
 
 // amqpError builds an error value.
-func amqpError(condition, description string) *Described {
-	return perf(descError, Symbol(condition), description)
+func amqpError(condition, description string) *wire.Described {
+	return perf(descError, wire.Symbol(condition), description)
 }
 
 // closeWith closes the connection with an error.
@@ -346,11 +347,11 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 		_ = c.writeFrame(0, 0, perf(descClose), nil)
 		return errClosed
 	case descBegin:
-		if field(f, 0) != nil {
+		if wire.Field(f, 0) != nil {
 			return errors.New("begin answering a session the hub did not start")
 		}
 		s := &session{channel: channel, links: map[uint32]*link{}}
-		next, _ := asUint(field(f, 1))
+		next, _ := wire.AsUint(wire.Field(f, 1))
 		s.nextIncomingID = uint32(next)
 		c.sessions[channel] = s
 		return c.writeFrame(0, channel, perf(descBegin, channel, uint32(0), uint32(5000), uint32(5000), uint32(255)), nil)
@@ -371,7 +372,7 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 	case descAttach:
 		return c.onAttach(s, f)
 	case descDetach:
-		h, _ := asUint(field(f, 0))
+		h, _ := wire.AsUint(wire.Field(f, 0))
 		l := s.links[uint32(h)]
 		if l == nil {
 			return fmt.Errorf("detach of unknown handle %d", h)
@@ -392,7 +393,7 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 }
 
 func (c *conn) onOpen(f []any) error {
-	if mf, ok := asUint(field(f, 2)); ok && mf >= 512 {
+	if mf, ok := wire.AsUint(wire.Field(f, 2)); ok && mf >= 512 {
 		c.peerMaxFrame = uint32(min(mf, 1<<31))
 	}
 	reply := perf(descOpen, "iothub-emulator", nil, uint32(maxFrameSize), uint16(255))
@@ -401,7 +402,7 @@ func (c *conn) onOpen(f []any) error {
 	}
 	// The client's idle time-out is how long it waits for a frame: send
 	// an empty one at half of it.
-	if idle, ok := asUint(field(f, 4)); ok && idle > 0 {
+	if idle, ok := wire.AsUint(wire.Field(f, 4)); ok && idle > 0 {
 		c.stopBeat = make(chan struct{})
 		go c.heartbeat(time.Duration(idle) * time.Millisecond / 2)
 	}
@@ -426,35 +427,35 @@ func (c *conn) heartbeat(every time.Duration) {
 
 // addressOf reads the address of a source or target.
 func addressOf(v any) string {
-	d, ok := v.(*Described)
+	d, ok := v.(*wire.Described)
 	if !ok {
 		return ""
 	}
 	l, _ := d.Value.([]any)
-	return asString(field(l, 0))
+	return wire.AsString(wire.Field(l, 0))
 }
 
 func (c *conn) onAttach(s *session, f []any) error {
-	name := asString(field(f, 0))
-	remote, _ := asUint(field(f, 1))
-	clientReceives, _ := field(f, 2).(bool)
+	name := wire.AsString(wire.Field(f, 0))
+	remote, _ := wire.AsUint(wire.Field(f, 1))
+	clientReceives, _ := wire.Field(f, 2).(bool)
 	l := &link{name: name, handle: s.nextHandle, remote: uint32(remote), receiving: !clientReceives}
 	s.nextHandle++
 	if l.receiving {
-		l.address = addressOf(field(f, 6))
+		l.address = addressOf(wire.Field(f, 6))
 	} else {
-		l.address = addressOf(field(f, 5))
+		l.address = addressOf(wire.Field(f, 5))
 	}
 	supported := l.address == cbsNode || (l.receiving && l.address == c2dNode) || (!l.receiving && l.address == feedbackNode)
-	reply := []any{name, l.handle, !clientReceives, field(f, 3), field(f, 4), field(f, 5), field(f, 6)}
+	reply := []any{name, l.handle, !clientReceives, wire.Field(f, 3), wire.Field(f, 4), wire.Field(f, 5), wire.Field(f, 6)}
 	if !supported {
 		// Refused the AMQP way: an attach without the terminus, then a
 		// detach with the reason.
 		reply[5], reply[6] = nil, nil
 		if !l.receiving {
-			reply[5] = field(f, 5)
+			reply[5] = wire.Field(f, 5)
 		} else {
-			reply[6] = field(f, 6)
+			reply[6] = wire.Field(f, 6)
 		}
 		if err := c.writeFrame(0, s.channel, perf(descAttach, reply...), nil); err != nil {
 			return err
@@ -471,7 +472,7 @@ func (c *conn) onAttach(s *session, f []any) error {
 		return err
 	}
 	if l.receiving {
-		dc, _ := asUint(field(f, 9))
+		dc, _ := wire.AsUint(wire.Field(f, 9))
 		l.delivery = uint32(dc)
 		return c.grant(s, l)
 	}
@@ -491,7 +492,7 @@ func (c *conn) grant(s *session, l *link) error {
 }
 
 func (c *conn) onFlow(s *session, f []any) error {
-	h, ok := asUint(field(f, 4))
+	h, ok := wire.AsUint(wire.Field(f, 4))
 	if !ok {
 		return nil // session flow only
 	}
@@ -499,8 +500,8 @@ func (c *conn) onFlow(s *session, f []any) error {
 	if l == nil || l.receiving {
 		return nil
 	}
-	dc, _ := asUint(field(f, 5))
-	credit, _ := asUint(field(f, 6))
+	dc, _ := wire.AsUint(wire.Field(f, 5))
+	credit, _ := wire.AsUint(wire.Field(f, 6))
 	// Credit counts from the delivery-count the client last saw.
 	if uint32(dc)+uint32(credit) > l.delivery {
 		l.credit = uint32(dc) + uint32(credit) - l.delivery
@@ -547,21 +548,21 @@ func (c *conn) flush(s *session, l *link) error {
 
 func (c *conn) onTransfer(s *session, f []any, payload []byte) error {
 	s.nextIncomingID++
-	h, _ := asUint(field(f, 0))
+	h, _ := wire.AsUint(wire.Field(f, 0))
 	l := s.links[uint32(h)]
 	if l == nil || !l.receiving {
 		return fmt.Errorf("transfer on handle %d, which is not a link the client sends on", h)
 	}
 	if !l.inTransfer {
-		id, _ := asUint(field(f, 1))
-		settled, _ := field(f, 4).(bool)
+		id, _ := wire.AsUint(wire.Field(f, 1))
+		settled, _ := wire.Field(f, 4).(bool)
 		l.deliveryID, l.settled, l.inTransfer, l.assembling = uint32(id), settled, true, l.assembling[:0]
 	}
 	if len(l.assembling)+len(payload) > 2*maxMessage {
 		return errors.New("a message larger than the hub accepts")
 	}
 	l.assembling = append(l.assembling, payload...)
-	if more, _ := field(f, 5).(bool); more {
+	if more, _ := wire.Field(f, 5).(bool); more {
 		return nil
 	}
 	l.inTransfer = false

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/amqp"
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
-	"github.com/iothub-emulator/iothub-emulator/emulator/internal/amqp"
 )
 
 // client is a minimal AMQP 1.0 client for the tests: one session on

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
@@ -47,12 +48,12 @@ const (
 func parseMessage(b []byte) (message, error) {
 	var m message
 	for len(b) > 0 {
-		v, rest, err := Decode(b)
+		v, rest, err := wire.Decode(b)
 		if err != nil {
 			return m, err
 		}
 		b = rest
-		d, ok := v.(*Described)
+		d, ok := v.(*wire.Described)
 		if !ok {
 			return m, errors.New("a message section without a descriptor")
 		}
@@ -77,7 +78,7 @@ func idString(v any) string {
 	switch x := v.(type) {
 	case string:
 		return x
-	case UUID:
+	case wire.UUID:
 		h := hex.EncodeToString(x[:])
 		return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 	case uint64:
@@ -90,7 +91,7 @@ func idString(v any) string {
 
 // deliver handles a complete message the client sent on l and returns
 // the outcome for its disposition.
-func (c *conn) deliver(s *session, l *link, b []byte) *Described {
+func (c *conn) deliver(s *session, l *link, b []byte) *wire.Described {
 	m, err := parseMessage(b)
 	if err != nil {
 		return rejected("amqp:decode-error", err.Error())
@@ -107,16 +108,16 @@ func (c *conn) deliver(s *session, l *link, b []byte) *Described {
 	return rejected("amqp:not-implemented", "no such node")
 }
 
-func accepted() *Described { return perf(descAccepted) }
+func accepted() *wire.Described { return perf(descAccepted) }
 
-func rejected(condition, description string) *Described {
+func rejected(condition, description string) *wire.Described {
 	return perf(descRejected, amqpError(condition, description))
 }
 
 // putToken checks a service token (operation put-token) and answers on the
 // client's $cbs receiving link, correlated by message id.
-func (c *conn) putToken(s *session, m message) *Described {
-	op := asString(m.appProps["operation"])
+func (c *conn) putToken(s *session, m message) *wire.Described {
+	op := wire.AsString(m.appProps["operation"])
 	status, desc := 200, "OK"
 	switch {
 	case op != "put-token":
@@ -131,8 +132,8 @@ func (c *conn) putToken(s *session, m message) *Described {
 		}
 	}
 	reply, err := appendSections(nil,
-		perf(descProperties, nil, nil, nil, nil, nil, field(m.props, propMessageID)),
-		&Described{uint64(descAppProperties), map[any]any{"status-code": int32(status), "status-description": desc}})
+		perf(descProperties, nil, nil, nil, nil, nil, wire.Field(m.props, propMessageID)),
+		wire.Describe(descAppProperties, map[any]any{"status-code": int32(status), "status-description": desc}))
 	if err != nil {
 		return rejected("amqp:internal-error", err.Error())
 	}
@@ -147,10 +148,10 @@ func (c *conn) putToken(s *session, m message) *Described {
 	return accepted()
 }
 
-func appendSections(b []byte, sections ...*Described) ([]byte, error) {
+func appendSections(b []byte, sections ...*wire.Described) ([]byte, error) {
 	for _, sec := range sections {
 		var err error
-		if b, err = Append(b, sec); err != nil {
+		if b, err = wire.Append(b, sec); err != nil {
 			return nil, err
 		}
 	}
@@ -159,8 +160,8 @@ func appendSections(b []byte, sections ...*Described) ([]byte, error) {
 
 // sendC2D queues a cloud-to-device message addressed, in its to property,
 // to /devices/{id}/messages/devicebound.
-func (c *conn) sendC2D(m message) *Described {
-	to := asString(field(m.props, propTo))
+func (c *conn) sendC2D(m message) *wire.Described {
+	to := wire.AsString(wire.Field(m.props, propTo))
 	id, ok := strings.CutPrefix(to, "/devices/")
 	if ok {
 		id, ok = strings.CutSuffix(id, "/messages/devicebound")
@@ -170,16 +171,16 @@ func (c *conn) sendC2D(m message) *Described {
 	}
 	msg := hub.C2DMessage{
 		Body:            m.data,
-		MessageID:       idString(field(m.props, propMessageID)),
-		CorrelationID:   idString(field(m.props, propCorrelationID)),
-		ContentType:     asString(field(m.props, propContentType)),
-		ContentEncoding: asString(field(m.props, propContentEncoding)),
+		MessageID:       idString(wire.Field(m.props, propMessageID)),
+		CorrelationID:   idString(wire.Field(m.props, propCorrelationID)),
+		ContentType:     wire.AsString(wire.Field(m.props, propContentType)),
+		ContentEncoding: wire.AsString(wire.Field(m.props, propContentEncoding)),
 		Properties:      map[string]string{},
 	}
-	if uid, ok := field(m.props, propUserID).([]byte); ok {
+	if uid, ok := wire.Field(m.props, propUserID).([]byte); ok {
 		msg.UserID = string(uid)
 	}
-	if t, ok := field(m.props, propExpiry).(time.Time); ok {
+	if t, ok := wire.Field(m.props, propExpiry).(time.Time); ok {
 		msg.ExpiryTime = t
 	}
 	if m.value != nil && msg.Body == nil {
@@ -188,9 +189,9 @@ func (c *conn) sendC2D(m message) *Described {
 		}
 	}
 	for k, v := range m.appProps {
-		name := asString(k)
+		name := wire.AsString(k)
 		if name == "iothub-ack" {
-			msg.Ack = asString(v)
+			msg.Ack = wire.AsString(v)
 			continue
 		}
 		if name != "" {
@@ -242,11 +243,11 @@ func (c *conn) sendFeedback(ctx context.Context, s *session, l *link) {
 		if err != nil {
 			return
 		}
-		var id UUID
+		var id wire.UUID
 		_, _ = rand.Read(id[:])
 		msg, err := appendSections(nil,
-			perf(descProperties, id, nil, feedbackNode, nil, nil, nil, Symbol(iothub.FeedbackContentType), Symbol("utf-8")),
-			&Described{uint64(descData), body})
+			perf(descProperties, id, nil, feedbackNode, nil, nil, nil, wire.Symbol(iothub.FeedbackContentType), wire.Symbol("utf-8")),
+			wire.Describe(descData, body))
 		if err != nil {
 			return
 		}

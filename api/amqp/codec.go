@@ -1,3 +1,7 @@
+// Package amqp is the AMQP 1.0 type system (OASIS AMQP 1.0, part 1) and
+// the few protocol constants the IoT Hub service clients need: how values,
+// performatives and message sections are encoded. It does no I/O; the
+// hub's AMQP face and the service client's sender frame it themselves.
 package amqp
 
 import (
@@ -9,10 +13,9 @@ import (
 	"unicode/utf8"
 )
 
-// The AMQP 1.0 type system (OASIS AMQP 1.0, part 1), as much of it as the
-// IoT Hub clients send. Values decode to: nil, bool, the Go integer and
-// float types of their width, string, Symbol, []byte, time.Time (timestamp),
-// UUID, []any (list and array), map[any]any and *Described.
+// Values decode to: nil, bool, the Go integer and float types of their
+// width, string, Symbol, []byte, time.Time (timestamp), UUID, []any (list
+// and array), map[any]any and *Described.
 
 // Symbol is an AMQP symbol: ASCII names such as error conditions.
 type Symbol string
@@ -366,16 +369,16 @@ func appendCompound(b []byte, code byte, items []any) ([]byte, error) {
 	return append(b, body...), nil
 }
 
-// field returns item i of a described list, or nil.
-func field(l []any, i int) any {
+// Field returns item i of a described list, or nil.
+func Field(l []any, i int) any {
 	if i < len(l) {
 		return l[i]
 	}
 	return nil
 }
 
-// asUint reads any unsigned integer field.
-func asUint(v any) (uint64, bool) {
+// AsUint reads any unsigned integer field.
+func AsUint(v any) (uint64, bool) {
 	switch x := v.(type) {
 	case uint8:
 		return uint64(x), true
@@ -389,8 +392,8 @@ func asUint(v any) (uint64, bool) {
 	return 0, false
 }
 
-// asString reads a string or symbol field.
-func asString(v any) string {
+// AsString reads a string or symbol field.
+func AsString(v any) string {
 	switch x := v.(type) {
 	case string:
 		return x
@@ -399,3 +402,7 @@ func asString(v any) string {
 	}
 	return ""
 }
+
+// Describe returns value described by a numeric code, as performatives and
+// message sections are.
+func Describe(code uint64, value any) *Described { return &Described{Descriptor: code, Value: value} }
