@@ -112,7 +112,7 @@ func runBin(t *testing.T, bin string, env []string, args ...string) (string, err
 }
 
 func serviceEnv(e *emulatortest.Env) []string {
-	return []string{"IOTHUB_CONNECTION_STRING=" + e.ServiceString().String(), "IOTHUB_CA_FILE=" + e.CAFile()}
+	return []string{"IOTHUB_CONNECTION_STRING=" + e.ServiceString().String(), "IOTHUB_CA_FILE=" + e.CAFile(), "IOTHUB_AMQP_ADDR=" + e.AMQPAddr()}
 }
 
 // Ensure that the tutorial's flow works as three separate processes: the

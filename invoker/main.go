@@ -14,11 +14,11 @@
 //	invoker config create -id ID -condition "tags.site = 'lab'" -desired JSON   an automatic device configuration, followed until applied
 //	invoker config show|delete -id ID;  invoker config list
 //	invoker messages -device ID                     recent telemetry (emulator only)
-//	invoker c2d send -device ID -body TEXT [-property k=v]   a cloud-to-device message (emulator only); c2d purge
+//	invoker c2d send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge
 //
 // Common flags: -connection-string (IOTHUB_CONNECTION_STRING), -ca-file
-// (IOTHUB_CA_FILE), -output text|json (IOTHUB_OUTPUT). Every flag has an
-// IOTHUB_<FLAG> twin.
+// (IOTHUB_CA_FILE), -amqp-addr (IOTHUB_AMQP_ADDR), -output text|json
+// (IOTHUB_OUTPUT). Every flag has an IOTHUB_<FLAG> twin.
 package main
 
 import (
@@ -47,6 +47,7 @@ type env struct {
 	flags  *cmdline.Flags
 	conn   *string
 	caFile *string
+	amqp   *string
 	output *string
 	stdout io.Writer
 	svc    *iotservice.Client
@@ -59,6 +60,7 @@ func newEnv(name string, stdout, stderr io.Writer) *env {
 		flags:  f,
 		conn:   f.String("connection-string", "", "service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)"),
 		caFile: f.String("ca-file", "", "PEM CA file to trust instead of the system roots (the emulator's ca.pem)"),
+		amqp:   f.String("amqp-addr", "", "host:port of the hub's AMQP, where cloud-to-device messages go (default: the connection string's host on 5671)"),
 		output: f.String("output", "text", "text or json"),
 		stdout: stdout,
 	}
@@ -79,7 +81,7 @@ func (e *env) parse(args []string) error {
 	if err != nil {
 		return err
 	}
-	e.svc, err = iotservice.New(cs, iotservice.Options{CAFile: *e.caFile})
+	e.svc, err = iotservice.New(cs, iotservice.Options{CAFile: *e.caFile, AMQPAddr: *e.amqp})
 	return err
 }
 

@@ -1,8 +1,8 @@
 // Package iotservice is a service (back-end) client for the Azure IoT Hub
 // REST API, api-version 2021-04-12: the identity registry, twins, direct
-// methods and queries. It authenticates with a shared access policy
-// connection string and maps the hub's error responses back to
-// *iothub.Error.
+// methods and queries; cloud-to-device messages go over AMQP, as with the
+// official SDKs. It authenticates with a shared access policy connection
+// string and maps the hub's error responses back to *iothub.Error.
 //
 // It works against real Azure IoT Hub with the system's root CAs, or
 // against the emulator given its CA file.
@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -34,13 +35,18 @@ type Options struct {
 	CAFile string
 	// HTTPClient replaces the client's HTTP client (CAFile is then ignored).
 	HTTPClient *http.Client
+	// AMQPAddr is where cloud-to-device messages go (host:port). Zero means
+	// the hub's host name on port 5671.
+	AMQPAddr string
 }
 
 // Client calls the service API of one hub.
 type Client struct {
-	cs   connstr.Service
-	http *http.Client
-	base string
+	cs       connstr.Service
+	http     *http.Client
+	base     string
+	tls      *tls.Config // for AMQP; nil means the system roots
+	amqpAddr string
 
 	mu      sync.Mutex
 	tok     string    // guarded by mu; the current SAS token
@@ -50,6 +56,7 @@ type Client struct {
 // New returns a client for the hub of cs.
 func New(cs connstr.Service, opts Options) (*Client, error) {
 	hc := opts.HTTPClient
+	var tlsCfg *tls.Config
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		// Keep a connection per concurrent caller: the default of two idle
@@ -64,11 +71,20 @@ func New(cs connstr.Service, opts Options) (*Client, error) {
 			if !pool.AppendCertsFromPEM(pem) {
 				return nil, fmt.Errorf("iotservice: %s holds no PEM certificate", opts.CAFile)
 			}
-			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			tr.TLSClientConfig = tlsCfg
 		}
 		hc = &http.Client{Transport: tr}
 	}
-	return &Client{cs: cs, http: hc, base: "https://" + cs.HostName}, nil
+	c := &Client{cs: cs, http: hc, base: "https://" + cs.HostName, tls: tlsCfg, amqpAddr: opts.AMQPAddr}
+	if c.amqpAddr == "" {
+		host := cs.HostName
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		c.amqpAddr = net.JoinHostPort(host, "5671")
+	}
+	return c, nil
 }
 
 // token returns a SAS token for the hub valid for an hour, signing a new
@@ -389,13 +405,6 @@ func (c *Client) Jobs(ctx context.Context, jobType iothub.JobType, status iothub
 		}
 	}
 	return out, nil
-}
-
-// SendC2D queues a cloud-to-device message for a device. It is an
-// emulator-only endpoint: Azure takes these messages over AMQP.
-func (c *Client) SendC2D(ctx context.Context, id string, m iothub.CloudToDeviceMessage) error {
-	_, err := c.do(ctx, request{method: http.MethodPost, path: "/emulator" + devicePath(id) + "/messages/devicebound", body: m})
-	return err
 }
 
 // PurgeC2D deletes a device's pending cloud-to-device messages and returns

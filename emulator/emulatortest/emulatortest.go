@@ -124,7 +124,7 @@ func (e *Env) ServiceString() connstr.Service {
 // Service returns a service client for the emulator.
 func (e *Env) Service(tb testing.TB) *iotservice.Client {
 	tb.Helper()
-	c, err := iotservice.New(e.ServiceString(), iotservice.Options{CAFile: e.CAFile()})
+	c, err := iotservice.New(e.ServiceString(), iotservice.Options{CAFile: e.CAFile(), AMQPAddr: e.AMQPAddr()})
 	if err != nil {
 		tb.Fatal(err)
 	}
