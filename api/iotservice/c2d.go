@@ -241,7 +241,9 @@ func (s *amqpSession) transfer(handle uint32, msg []byte) error {
 	return s.frameWith(msg, pTransfer, handle, s.delivery, tag[:], uint32(0), false)
 }
 
-func (s *amqpSession) frame(code uint64, fields ...any) error { return s.frameWith(nil, code, fields...) }
+func (s *amqpSession) frame(code uint64, fields ...any) error {
+	return s.frameWith(nil, code, fields...)
+}
 
 func (s *amqpSession) frameWith(payload []byte, code uint64, fields ...any) error {
 	b, err := amqp.Append(make([]byte, 8), amqp.Describe(code, fields))
