@@ -28,24 +28,71 @@ const (
 // official service SDKs do (service-api §8): a connection to the hub's
 // AMQP port, a token put on $cbs, and the message sent to
 // /messages/devicebound. The hub's refusal comes back as an *iothub.Error
-// (DeviceNotFound for an unknown device, and so on). Each call uses its
-// own connection.
+// (DeviceNotFound for an unknown device, and so on). The connection stays
+// open for the next call, until Close or a new token; a call that finds
+// it broken dials again once.
 func (c *Client) SendC2D(ctx context.Context, id string, m iothub.CloudToDeviceMessage) error {
+	msg := c2dMessage(id, m)
+	c.amqpMu.Lock()
+	defer c.amqpMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		s, err := c.amqpSessionLocked(ctx)
+		if err != nil {
+			return fmt.Errorf("iotservice: amqp: %w", err)
+		}
+		err = s.send(ctx, msg)
+		var hubErr *iothub.Error
+		if err == nil || errors.As(err, &hubErr) {
+			return err
+		}
+		c.closeAMQPLocked()
+		if attempt == 1 {
+			return fmt.Errorf("iotservice: amqp: %w", err)
+		}
+	}
+}
+
+// amqpSessionLocked returns the open session, or dials one: a new token
+// means a new connection. The caller holds amqpMu.
+func (c *Client) amqpSessionLocked(ctx context.Context) (*amqpSession, error) {
 	tok, err := c.token()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if c.amqp != nil && c.amqpTok == tok {
+		return c.amqp, nil
+	}
+	c.closeAMQPLocked()
 	s, err := c.dialAMQP(ctx)
 	if err != nil {
-		return fmt.Errorf("iotservice: amqp: %w", err)
+		return nil, err
 	}
-	defer s.conn.Close()
 	if err := s.putToken(c.cs.HostName, tok); err != nil {
-		return err
+		s.conn.Close()
+		return nil, err
 	}
-	err = s.send(c2dMessage(id, m))
-	_ = s.frame(pClose)
-	return err
+	if err := s.attachSender(2, "/messages/devicebound"); err != nil {
+		s.conn.Close()
+		return nil, err
+	}
+	c.amqp, c.amqpTok = s, tok
+	return s, nil
+}
+
+func (c *Client) closeAMQPLocked() {
+	if c.amqp != nil {
+		_ = c.amqp.frame(pClose)
+		c.amqp.conn.Close()
+		c.amqp = nil
+	}
+}
+
+// Close closes the client's AMQP connection, if it has one.
+func (c *Client) Close() error {
+	c.amqpMu.Lock()
+	defer c.amqpMu.Unlock()
+	c.closeAMQPLocked()
+	return nil
 }
 
 // c2dMessage encodes m for /messages/devicebound: properties, application
@@ -83,11 +130,23 @@ func c2dMessage(id string, m iothub.CloudToDeviceMessage) []byte {
 	return b
 }
 
-// amqpSession is one AMQP connection with one session, used by one call.
+// amqpSession is one AMQP connection with one session: the $cbs links
+// (handles 0 and 1) and the link to /messages/devicebound (handle 2).
 type amqpSession struct {
 	conn     net.Conn
 	r        *bufio.Reader
 	delivery uint32
+	credit   uint32 // on handle 2, as the hub last granted
+	sent     uint32 // messages sent on handle 2: its delivery-count
+}
+
+// deadline bounds the next exchange by ctx, or by a minute.
+func (s *amqpSession) deadline(ctx context.Context) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(time.Minute)
+	}
+	_ = s.conn.SetDeadline(d)
 }
 
 func (c *Client) dialAMQP(ctx context.Context) (*amqpSession, error) {
@@ -104,12 +163,8 @@ func (c *Client) dialAMQP(ctx context.Context) (*amqpSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(time.Minute)
-	}
-	_ = nc.SetDeadline(deadline)
 	s := &amqpSession{conn: nc, r: bufio.NewReader(nc)}
+	s.deadline(ctx)
 	if err := s.start(host); err != nil {
 		nc.Close()
 		return nil, err
@@ -210,19 +265,32 @@ func (s *amqpSession) attachSender(handle uint32, address string) error {
 	if _, _, err := s.await(pAttach); err != nil {
 		return err
 	}
-	_, _, err := s.await(pFlow) // credit
-	return err
+	for handle != 2 || s.credit == 0 {
+		f, _, err := s.await(pFlow)
+		if err != nil {
+			return err
+		}
+		if h, _ := amqp.AsUint(amqp.Field(f, 4)); h == uint64(handle) {
+			return nil
+		}
+	}
+	return nil
 }
 
-// send sends one message to /messages/devicebound and waits for its
-// outcome.
-func (s *amqpSession) send(msg []byte) error {
-	if err := s.attachSender(2, "/messages/devicebound"); err != nil {
-		return err
+// send sends one message on the /messages/devicebound link and waits for
+// its outcome, first for credit if the hub granted none.
+func (s *amqpSession) send(ctx context.Context, msg []byte) error {
+	s.deadline(ctx)
+	for s.credit == 0 {
+		if _, _, err := s.await(pFlow); err != nil {
+			return err
+		}
 	}
 	if err := s.transfer(2, msg); err != nil {
 		return err
 	}
+	s.credit--
+	s.sent++
 	f, _, err := s.await(pDisposition)
 	if err != nil {
 		return err
@@ -287,6 +355,9 @@ func (s *amqpSession) await(code uint64) ([]any, []byte, error) {
 		}
 		f, _ := d.Value.([]any)
 		got, _ := amqp.AsUint(d.Descriptor)
+		if got == pFlow {
+			s.noteCredit(f)
+		}
 		switch {
 		case got == code:
 			return f, payload, nil
@@ -295,6 +366,23 @@ func (s *amqpSession) await(code uint64) ([]any, []byte, error) {
 		case got == pDetach && amqp.Field(f, 2) != nil:
 			return nil, nil, amqpError(amqp.Field(f, 2))
 		}
+	}
+}
+
+// noteCredit records the credit a flow frame grants the
+// /messages/devicebound link: link-credit counts from the delivery-count
+// the hub names.
+func (s *amqpSession) noteCredit(f []any) {
+	if h, ok := amqp.AsUint(amqp.Field(f, 4)); !ok || h != 2 {
+		return
+	}
+	count, _ := amqp.AsUint(amqp.Field(f, 5))
+	credit, _ := amqp.AsUint(amqp.Field(f, 6))
+	sent := uint64(s.sent)
+	if count+credit > sent {
+		s.credit = uint32(count + credit - sent)
+	} else {
+		s.credit = 0
 	}
 }
 

@@ -51,6 +51,10 @@ type Client struct {
 	mu      sync.Mutex
 	tok     string    // guarded by mu; the current SAS token
 	renewAt time.Time // guarded by mu; when to sign a new one
+
+	amqpMu  sync.Mutex
+	amqp    *amqpSession // guarded by amqpMu; the open AMQP connection, if any
+	amqpTok string       // guarded by amqpMu; the token it was authorised with
 }
 
 // New returns a client for the hub of cs.

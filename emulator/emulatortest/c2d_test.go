@@ -155,3 +155,25 @@ func TestC2DFeedback(t *testing.T) {
 		t.Fatalf("feedback %v, want %v", got, want)
 	}
 }
+
+// Ensure that the service client keeps its AMQP connection between sends
+// and dials again when the hub has dropped it (here, by restarting).
+func TestC2DReconnect(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := testCtx(t)
+	e.AddDevice(t, "rc")
+	for _, body := range []string{"one", "two"} {
+		if err := svc.SendC2D(ctx, "rc", iothub.CloudToDeviceMessage{Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e = e.Restart(t)
+	if err := svc.SendC2D(ctx, "rc", iothub.CloudToDeviceMessage{Body: "three"}); err != nil {
+		t.Fatalf("send after the hub restarted: %v", err)
+	}
+	if d, err := e.Service(t).Device(ctx, "rc"); err != nil || d.CloudToDeviceMessageCount != 3 {
+		t.Fatalf("pending %d, %v", d.CloudToDeviceMessageCount, err)
+	}
+}

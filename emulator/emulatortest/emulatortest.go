@@ -128,6 +128,7 @@ func (e *Env) Service(tb testing.TB) *iotservice.Client {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { c.Close() })
 	return c
 }
 
