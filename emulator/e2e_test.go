@@ -158,6 +158,13 @@ func TestE2EReboot(t *testing.T) {
 	if err != nil || !at.After(called) {
 		t.Fatalf("reboot time %v (%v) is not after the call at %v", at, err, called)
 	}
+
+	// The simulated device announced its model: its digital twin has it,
+	// with the reported rebootTime.
+	out, err = runBin(t, filepath.Join(bin, "invoker"), env, "dt", "show", "-device", "sim-1")
+	if err != nil || !strings.Contains(out, "sim-1 (model dtmi:iothubemulator:SimulatedDevice;1)") || !strings.Contains(out, "rebootTime = ") {
+		t.Fatalf("invoker dt show: %v\n%s", err, out)
+	}
 }
 
 // Ensure that the invoker fails clearly for an unknown or offline device.

@@ -13,6 +13,7 @@
 //	invoker job show|cancel -id ID;  invoker job list
 //	invoker config create -id ID -condition "tags.site = 'lab'" -desired JSON   an automatic device configuration, followed until applied
 //	invoker config show|delete -id ID;  invoker config list
+//	invoker dt show -device ID;  invoker dt command -device ID [-component C] -command NAME [-payload JSON]   IoT Plug and Play
 //	invoker messages -device ID                     recent telemetry (emulator only)
 //	invoker c2d send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge
 //
@@ -40,7 +41,7 @@ func main() {
 	}))
 }
 
-var errUsage = fmt.Errorf("%w: invoker reboot|firmware|invoke|twin|device|query|job|config|messages|c2d [flags]; run a command with -h for its flags", cmdline.ErrUsage)
+var errUsage = fmt.Errorf("%w: invoker reboot|firmware|invoke|twin|device|query|job|config|dt|messages|c2d [flags]; run a command with -h for its flags", cmdline.ErrUsage)
 
 // env is what every command gets: its flags, a client and the output.
 type env struct {
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	sub := ""
-	if (cmd == "twin" || cmd == "device" || cmd == "job" || cmd == "c2d" || cmd == "config") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+	if (cmd == "twin" || cmd == "device" || cmd == "job" || cmd == "c2d" || cmd == "config" || cmd == "dt") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		sub, rest = rest[0], rest[1:]
 	}
 	e := newEnv(strings.TrimSpace(cmd+" "+sub), stdout, stderr)
@@ -125,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdC2D(ctx, e, sub, rest)
 	case "config":
 		return cmdConfig(ctx, e, sub, rest)
+	case "dt":
+		return cmdDigitalTwin(ctx, e, sub, rest)
 	case "messages":
 		return cmdMessages(ctx, e, rest)
 	}

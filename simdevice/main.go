@@ -2,7 +2,8 @@
 // emulator. Each device answers rebootDevice (answer, go offline, come back,
 // report rebootTime), firmwareUpdate (report progress through
 // properties.reported.firmware) and factoryReset, applies desired
-// telemetryInterval and sends telemetry.
+// telemetryInterval and sends telemetry. Devices announce an IoT Plug and
+// Play model (-model-id), so their digital twins carry it.
 //
 //	simdevice -connection-string "HostName=...;DeviceId=...;SharedAccessKey=..." [-ca-file ca.pem]
 //	simdevice -count 1000 -service-connection-string "HostName=...;SharedAccessKeyName=...;..." [-gateway-host-name localhost:8883]
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	telemetry := f.Duration("telemetry-interval", 10*time.Second, "time between telemetry messages (0: none)")
 	step := f.Duration("firmware-step-delay", 2*time.Second, "time between firmware-update stages")
 	fw := f.String("firmware-version", "1.0.0", "firmware version reported at start")
+	model := f.String("model-id", "dtmi:iothubemulator:SimulatedDevice;1", "IoT Plug and Play model the devices announce (empty: none)")
 	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
 		return err
@@ -66,7 +68,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg = config{conn: *conn, service: *svc, gateway: *gw, count: *count, prefix: *prefix, parallel: *parallel, summary: *summary,
-		opts:      iotdevice.Options{CAFile: *caFile, WebSocket: *ws, Logger: log},
+		opts:      iotdevice.Options{CAFile: *caFile, WebSocket: *ws, ModelID: *model, Logger: log},
 		behaviour: behaviour{RebootDelay: *reboot, TelemetryInterval: *telemetry, FirmwareVersion: *fw, StepDelay: *step}}
 	if cfg.count > 0 {
 		return runFleet(ctx, cfg, log, stderr)
