@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
@@ -67,6 +68,7 @@ type Server struct {
 	conns  map[*conn]bool // guarded by mu
 	closed bool           // guarded by mu
 	wg     sync.WaitGroup
+	panics atomic.Int64 // connections that ended in a recovered panic
 }
 
 // New returns the AMQP face of h.
@@ -116,6 +118,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	defer func() {
 		// A bug in handling one client's frames must not stop the hub.
 		if r := recover(); r != nil {
+			s.panics.Add(1)
 			s.log.Error("amqp connection failed", "remote", nc.RemoteAddr().String(), "panic", fmt.Sprint(r))
 			nc.Close()
 		}
