@@ -51,6 +51,8 @@ const (
 )
 
 const (
+	maxChannel   = 255        // the highest channel, as the hub's open says
+	maxHandle    = 255        // the highest link handle, as the hub's begin says
 	maxFrameSize = 256 * 1024 // what the emulator accepts
 	linkCredit   = 100        // credit granted to a client's sender link
 	protoAMQP    = 0
@@ -152,6 +154,7 @@ type conn struct {
 	mu           sync.Mutex
 	ctx          context.Context // ends with the connection
 	peerMaxFrame uint32
+	opened       bool
 	authorized   bool // a valid service token was put on $cbs
 	sessions     map[uint16]*session
 	stopBeat     chan struct{}
@@ -164,6 +167,7 @@ type session struct {
 	nextOutgoingID uint32           // transfer-id: one per transfer frame
 	nextDelivery   uint32           // delivery-id: one per message
 	links          map[uint32]*link // by the client's handle
+	refused        map[uint32]bool  // client handles of links the hub refused, awaiting their detach
 	nextHandle     uint32
 }
 
@@ -353,11 +357,14 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 		if wire.Field(f, 0) != nil {
 			return errors.New("begin answering a session the hub did not start")
 		}
-		s := &session{channel: channel, links: map[uint32]*link{}}
+		if c.sessions[channel] != nil || len(c.sessions) > maxChannel {
+			return fmt.Errorf("begin on channel %d, which is in use or over the limit", channel)
+		}
+		s := &session{channel: channel, links: map[uint32]*link{}, refused: map[uint32]bool{}}
 		next, _ := wire.AsUint(wire.Field(f, 1))
 		s.nextIncomingID = uint32(next)
 		c.sessions[channel] = s
-		return c.writeFrame(0, channel, perf(descBegin, channel, uint32(0), uint32(5000), uint32(5000), uint32(255)), nil)
+		return c.writeFrame(0, channel, perf(descBegin, channel, uint32(0), uint32(5000), uint32(5000), uint32(maxHandle)), nil)
 	}
 	s := c.sessions[channel]
 	if s == nil {
@@ -376,6 +383,10 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 		return c.onAttach(s, f)
 	case descDetach:
 		h, _ := wire.AsUint(wire.Field(f, 0))
+		if s.refused[uint32(h)] {
+			delete(s.refused, uint32(h)) // the client's half of a refusal
+			return nil
+		}
 		l := s.links[uint32(h)]
 		if l == nil {
 			return fmt.Errorf("detach of unknown handle %d", h)
@@ -396,10 +407,14 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 }
 
 func (c *conn) onOpen(f []any) error {
+	if c.opened {
+		return errors.New("a second open")
+	}
+	c.opened = true
 	if mf, ok := wire.AsUint(wire.Field(f, 2)); ok && mf >= 512 {
 		c.peerMaxFrame = uint32(min(mf, 1<<31))
 	}
-	reply := perf(descOpen, "iothub-emulator", nil, uint32(maxFrameSize), uint16(255))
+	reply := perf(descOpen, "iothub-emulator", nil, uint32(maxFrameSize), uint16(maxChannel))
 	if err := c.writeFrame(0, 0, reply, nil); err != nil {
 		return err
 	}
@@ -441,6 +456,9 @@ func addressOf(v any) string {
 func (c *conn) onAttach(s *session, f []any) error {
 	name := wire.AsString(wire.Field(f, 0))
 	remote, _ := wire.AsUint(wire.Field(f, 1))
+	if s.links[uint32(remote)] != nil || s.refused[uint32(remote)] || len(s.links)+len(s.refused) > maxHandle {
+		return fmt.Errorf("attach on handle %d, which is in use or over the limit", remote)
+	}
 	clientReceives, _ := wire.Field(f, 2).(bool)
 	l := &link{name: name, handle: s.nextHandle, remote: uint32(remote), receiving: !clientReceives}
 	s.nextHandle++
@@ -463,6 +481,7 @@ func (c *conn) onAttach(s *session, f []any) error {
 		if err := c.writeFrame(0, s.channel, perf(descAttach, reply...), nil); err != nil {
 			return err
 		}
+		s.refused[l.remote] = true
 		c.s.log.Info("amqp link refused", "address", l.address)
 		return c.writeFrame(0, s.channel, perf(descDetach, l.handle, true,
 			amqpError("amqp:not-implemented", fmt.Sprintf("the emulator does not serve %q over AMQP", l.address))), nil)

@@ -352,3 +352,22 @@ func TestEmptyPerformatives(t *testing.T) {
 	// The hub still serves.
 	dial(t, e, true)
 }
+
+// Ensure that a refused link (file notifications) ends with the usual
+// detach exchange and leaves the connection usable.
+func TestRefusedLink(t *testing.T) {
+	e := emulatortest.Start(t)
+	c := dial(t, e, false)
+	c.frame(0, 0x12, "files", uint32(5), true, nil, nil, terminus(0x28, "/messages/serviceBound/filenotifications"), terminus(0x29, ""))
+	c.expect(0x12)
+	d := c.expect(0x16)
+	if errv, ok := d[2].(*amqp.Described); !ok || errv.Value.([]any)[0] != amqp.Symbol("amqp:not-implemented") {
+		t.Fatalf("detach %#v", d)
+	}
+	c.frame(0, 0x16, uint32(5), true) // the client's half
+	svc := e.ServiceString()
+	tok, _ := sas.New(svc.HostName, svc.SharedAccessKeyName, svc.SharedAccessKey, time.Now().Add(time.Hour))
+	if status := c.putToken(tok.String()); status != 200 {
+		t.Fatalf("put-token after a refusal answered %d", status)
+	}
+}
