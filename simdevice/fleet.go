@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +11,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
@@ -18,8 +19,9 @@ import (
 )
 
 // runFleet runs cfg.count devices in one process: it registers the
-// missing identities, connects the devices cfg.parallel at a time with a
-// progress line, then logs a summary every cfg.summary until ctx ends.
+// missing identities with bulk registry requests, connects the devices
+// cfg.parallel at a time with a progress line, then logs a summary every
+// cfg.summary until ctx ends.
 func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Writer) error {
 	if cfg.service == "" {
 		return errors.New("-count needs -service-connection-string to register the devices")
@@ -39,26 +41,30 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 	st := &stats{}
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
+	ids := make([]string, cfg.count)
+	for i := range ids {
+		ids[i] = cfg.prefix + strconv.Itoa(i+1)
+	}
+	keys, err := registerFleet(ctx, svc, ids, progress)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(cfg.parallel, 1))
 	start := time.Now()
-	var failed atomic.Pointer[error]
-	for i := 1; i <= cfg.count && ctx.Err() == nil && failed.Load() == nil; i++ {
-		id := cfg.prefix + strconv.Itoa(i)
+	for i, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		i++
+		key := keys[id]
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			key, err := ensureDevice(ctx, svc, id)
-			if err != nil {
-				err = fmt.Errorf("register %s: %w", id, err)
-				failed.CompareAndSwap(nil, &err)
-				<-sem
-				return
-			}
 			cs := connstr.Device{HostName: hubHost, DeviceID: id, SharedAccessKey: key, GatewayHostName: cfg.gateway}
 			s := newSim(cs, cfg.opts, cfg.behaviour, log, st)
-			err = s.connect(ctx)
+			err := s.connect(ctx)
 			<-sem
 			if err == nil {
 				s.serve(ctx)
@@ -68,12 +74,6 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 			fmt.Fprintf(progress, "\rconnecting: %d/%d started, %d connected (%.0f/s)", i, cfg.count, st.connected.Load(),
 				float64(st.connected.Load())/time.Since(start).Seconds())
 		}
-	}
-	if err := failed.Load(); err != nil {
-		fmt.Fprintln(progress)
-		cancelAll()
-		wg.Wait()
-		return *err
 	}
 	for ctx.Err() == nil && st.connected.Load() < int64(cfg.count) {
 		fmt.Fprintf(progress, "\rconnecting: %d/%d connected (%.0f/s)   ", st.connected.Load(), cfg.count,
@@ -99,14 +99,51 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 	}
 }
 
-// ensureDevice returns the primary key of id, registering it if missing.
-func ensureDevice(ctx context.Context, svc *iotservice.Client, id string) (string, error) {
-	d, err := svc.Device(ctx, id)
-	if iothub.CodeOf(err) == iothub.DeviceNotFound {
-		d, err = svc.CreateDevice(ctx, iothub.Device{DeviceID: id})
+// registerFleet makes sure every id is registered and returns their
+// primary keys. It creates them a hundred at a time with bulk registry
+// requests, with keys made here, and reads the keys of those that
+// already existed.
+func registerFleet(ctx context.Context, svc *iotservice.Client, ids []string, progress io.Writer) (map[string]string, error) {
+	keys := make(map[string]string, len(ids))
+	start := time.Now()
+	for first := 0; first < len(ids); first += iothub.MaxBulkDevices {
+		batch := ids[first:min(first+iothub.MaxBulkDevices, len(ids))]
+		entries := make([]iothub.ExportImportDevice, len(batch))
+		for i, id := range batch {
+			auth := iothub.Authentication{Type: iothub.AuthSAS, SymmetricKey: iothub.SymmetricKey{PrimaryKey: newKey(), SecondaryKey: newKey()}}
+			entries[i] = iothub.ExportImportDevice{ID: id, ImportMode: iothub.ImportCreate, Authentication: &auth}
+		}
+		res, err := svc.Bulk(ctx, entries)
+		if err != nil && iothub.CodeOf(err) != iothub.BulkRegistryOperationFailure {
+			return nil, fmt.Errorf("register devices: %w", err)
+		}
+		existing := map[string]bool{}
+		for _, e := range res.Errors {
+			if e.ErrorCode != iothub.DeviceAlreadyExists.String() {
+				return nil, fmt.Errorf("register %s: %s %s", e.DeviceID, e.ErrorCode, e.ErrorStatus)
+			}
+			existing[e.DeviceID] = true
+		}
+		for _, e := range entries {
+			if existing[e.ID] {
+				d, err := svc.Device(ctx, e.ID)
+				if err != nil {
+					return nil, fmt.Errorf("read %s: %w", e.ID, err)
+				}
+				keys[e.ID] = d.Authentication.SymmetricKey.PrimaryKey
+				continue
+			}
+			keys[e.ID] = e.Authentication.SymmetricKey.PrimaryKey
+		}
+		fmt.Fprintf(progress, "\rregistering: %d/%d (%.0f/s)", len(keys), len(ids), float64(len(keys))/time.Since(start).Seconds())
 	}
-	if err != nil {
-		return "", err
-	}
-	return d.Authentication.SymmetricKey.PrimaryKey, nil
+	fmt.Fprintln(progress)
+	return keys, nil
+}
+
+// newKey makes a device key: 32 random bytes in base64.
+func newKey() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.StdEncoding.EncodeToString(b[:])
 }
