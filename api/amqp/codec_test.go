@@ -97,3 +97,34 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Ensure that a frame reads back as written, that a data offset past the
+// header is skipped, and that sizes outside the limits are refused.
+func TestFrames(t *testing.T) {
+	b, err := AppendFrame(nil, FrameSASL, 7, Describe(0x41, []any{Symbol("ANONYMOUS")}), []byte("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, ch, body, err := ReadFrame(bytes.NewReader(b), 1024)
+	if err != nil || typ != FrameSASL || ch != 7 {
+		t.Fatalf("ReadFrame: %d %d %v", typ, ch, err)
+	}
+	v, rest, err := Decode(body)
+	if err != nil || v.(*Described).Descriptor != uint64(0x41) || string(rest) != "payload" {
+		t.Fatalf("body %#v %q %v", v, rest, err)
+	}
+	extended := []byte{0, 0, 0, 12, 3, 0, 0, 1, 9, 9, 9, 9} // a 12-byte header, empty body
+	if _, _, body, err := ReadFrame(bytes.NewReader(extended), 1024); err != nil || len(body) != 0 {
+		t.Fatalf("extended header: %q, %v", body, err)
+	}
+	for name, in := range map[string][]byte{
+		"too small":   {0, 0, 0, 4, 2, 0, 0, 0},
+		"too large":   {0, 0, 4, 1, 2, 0, 0, 0},
+		"bad offset":  {0, 0, 0, 8, 1, 0, 0, 0},
+		"past itself": {0, 0, 0, 8, 3, 0, 0, 0},
+	} {
+		if _, _, _, err := ReadFrame(bytes.NewReader(in), 1024); err == nil {
+			t.Errorf("%s: read", name)
+		}
+	}
+}

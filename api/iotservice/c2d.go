@@ -314,13 +314,10 @@ func (s *amqpSession) frame(code uint64, fields ...any) error {
 }
 
 func (s *amqpSession) frameWith(payload []byte, code uint64, fields ...any) error {
-	b, err := amqp.Append(make([]byte, 8), amqp.Describe(code, fields))
+	b, err := amqp.AppendFrame(nil, amqp.FrameAMQP, 0, amqp.Describe(code, fields), payload)
 	if err != nil {
 		return err
 	}
-	b = append(b, payload...)
-	binary.BigEndian.PutUint32(b, uint32(len(b)))
-	b[4] = 2
 	_, err = s.conn.Write(b)
 	return err
 }
@@ -329,19 +326,10 @@ func (s *amqpSession) frameWith(payload []byte, code uint64, fields ...any) erro
 // (flow, say); a close or a detach with an error ends the wait.
 func (s *amqpSession) await(code uint64) ([]any, []byte, error) {
 	for {
-		var h [8]byte
-		if _, err := io.ReadFull(s.r, h[:]); err != nil {
+		_, _, body, err := amqp.ReadFrame(s.r, 1<<24)
+		if err != nil {
 			return nil, nil, err
 		}
-		size := binary.BigEndian.Uint32(h[:4])
-		if size < 8 || size > 1<<24 || int(h[4])*4 < 8 {
-			return nil, nil, fmt.Errorf("bad AMQP frame of %d bytes", size)
-		}
-		body := make([]byte, size-8)
-		if _, err := io.ReadFull(s.r, body); err != nil {
-			return nil, nil, err
-		}
-		body = body[int(h[4])*4-8:]
 		if len(body) == 0 {
 			continue // heartbeat
 		}

@@ -289,20 +289,7 @@ func (c *conn) readHeader() (byte, error) {
 }
 
 func (c *conn) readFrame() (typ byte, channel uint16, body []byte, err error) {
-	var h [8]byte
-	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		return 0, 0, nil, err
-	}
-	size := binary.BigEndian.Uint32(h[:4])
-	doff := int(h[4]) * 4
-	if size < 8 || size > maxFrameSize || doff < 8 || doff > int(size) {
-		return 0, 0, nil, fmt.Errorf("bad frame: size %d, data offset %d", size, doff)
-	}
-	buf := make([]byte, size-8)
-	if _, err := io.ReadFull(c.r, buf); err != nil {
-		return 0, 0, nil, err
-	}
-	return h[5], binary.BigEndian.Uint16(h[6:]), buf[doff-8:], nil
+	return wire.ReadFrame(c.r, maxFrameSize)
 }
 
 func (c *conn) write(b []byte) error {
@@ -314,15 +301,10 @@ func (c *conn) write(b []byte) error {
 
 // writeFrame writes one frame: a performative and its payload.
 func (c *conn) writeFrame(typ byte, channel uint16, perf *wire.Described, payload []byte) error {
-	b := make([]byte, 8, 64+len(payload))
-	b, err := wire.Append(b, perf)
+	b, err := wire.AppendFrame(make([]byte, 0, 64+len(payload)), typ, channel, perf, payload)
 	if err != nil {
 		return err
 	}
-	b = append(b, payload...)
-	binary.BigEndian.PutUint32(b[:4], uint32(len(b)))
-	b[4], b[5] = 2, typ
-	binary.BigEndian.PutUint16(b[6:], channel)
 	return c.write(b)
 }
 

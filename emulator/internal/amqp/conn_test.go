@@ -70,13 +70,10 @@ func (c *client) frame(typ byte, code uint64, fields ...any) { c.frameWith(typ, 
 
 func (c *client) frameWith(typ byte, code uint64, payload []byte, fields ...any) {
 	c.t.Helper()
-	b, err := amqp.Append(make([]byte, 8), &amqp.Described{Descriptor: code, Value: fields})
+	b, err := amqp.AppendFrame(nil, typ, 0, amqp.Describe(code, fields), payload)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	b = append(b, payload...)
-	binary.BigEndian.PutUint32(b, uint32(len(b)))
-	b[4], b[5] = 2, typ
 	if _, err := c.conn.Write(b); err != nil {
 		c.t.Fatal(err)
 	}
@@ -92,20 +89,16 @@ func (c *client) next(typ byte) *amqp.Described {
 func (c *client) nextWithPayload(typ byte) (*amqp.Described, []byte) {
 	c.t.Helper()
 	for {
-		var h [8]byte
-		if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		got, _, body, err := amqp.ReadFrame(c.r, 1<<20)
+		if err != nil {
 			c.t.Fatalf("read frame: %v", err)
-		}
-		body := make([]byte, binary.BigEndian.Uint32(h[:4])-8)
-		if _, err := io.ReadFull(c.r, body); err != nil {
-			c.t.Fatal(err)
 		}
 		if len(body) == 0 {
 			continue
 		}
 		v, rest, err := amqp.Decode(body)
-		if err != nil || h[5] != typ {
-			c.t.Fatalf("frame type %d: %v", h[5], err)
+		if err != nil || got != typ {
+			c.t.Fatalf("frame type %d: %v", got, err)
 		}
 		return v.(*amqp.Described), rest
 	}

@@ -1,7 +1,6 @@
 package amqp
 
 import (
-	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -16,9 +15,7 @@ import (
 
 // frameBytes encodes one AMQP frame for the fuzz seeds.
 func frameBytes(code uint64, fields ...any) []byte {
-	b, _ := wire.Append(make([]byte, 8), wire.Describe(code, fields))
-	binary.BigEndian.PutUint32(b, uint32(len(b)))
-	b[4] = 2
+	b, _ := wire.AppendFrame(nil, wire.FrameAMQP, 0, wire.Describe(code, fields), nil)
 	return b
 }
 
