@@ -22,8 +22,8 @@ func (p propertyFlags) Set(v string) error {
 	return nil
 }
 
-// cmdC2D sends a cloud-to-device message (through the emulator-only
-// endpoint; Azure takes these over AMQP) or purges a device's queue:
+// cmdC2D sends a cloud-to-device message (over AMQP, as the official SDKs
+// do, so it works against Azure as well) or purges a device's queue:
 //
 //	invoker c2d send -device ID -body TEXT [-message-id ID] [-property k=v ...]
 //	invoker c2d purge -device ID
