@@ -356,22 +356,39 @@ func (h *Hub) applyConfigurations() {
 		}
 		return a.ID < b.ID
 	})
-	for _, d := range twinDocs(h.deviceEntries()) {
-		td := d.(*twinDoc)
-		var winner *iothub.Configuration
-		want := map[string]iothub.ConfigurationStatus{}
-		for i := range cfgs {
-			if !query.Matches(cfgs[i].cond, d) {
-				continue
+	// Twins are written by a few workers at once, so their commits share
+	// fsyncs: a configuration may target the whole fleet.
+	docs := make(chan query.Doc)
+	var wg sync.WaitGroup
+	for range configurationWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range docs {
+				var winner *iothub.Configuration
+				want := map[string]iothub.ConfigurationStatus{}
+				for i := range cfgs {
+					if !query.Matches(cfgs[i].cond, d) {
+						continue
+					}
+					want[cfgs[i].c.ID] = iothub.ConfigurationStatus{Status: iothub.ConfigurationTargeted}
+					if winner == nil {
+						winner = &cfgs[i].c
+					}
+				}
+				h.applyToTwin(d.(*twinDoc).e, winner, want)
 			}
-			want[cfgs[i].c.ID] = iothub.ConfigurationStatus{Status: iothub.ConfigurationTargeted}
-			if winner == nil {
-				winner = &cfgs[i].c
-			}
-		}
-		h.applyToTwin(td.e, winner, want)
+		}()
 	}
+	for _, d := range twinDocs(h.deviceEntries()) {
+		docs <- d
+	}
+	close(docs)
+	wg.Wait()
 }
+
+// configurationWorkers is how many twins an evaluation writes at once.
+const configurationWorkers = 16
 
 // applyToTwin brings one twin's configuration statuses to want (deleted
 // configurations drop out) and applies winner's content if it was not
