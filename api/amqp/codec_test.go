@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
 // Ensure that every type the hub writes reads back as itself.
@@ -126,5 +128,17 @@ func TestFrames(t *testing.T) {
 		if _, _, _, err := ReadFrame(bytes.NewReader(in), 1024); err == nil {
 			t.Errorf("%s: read", name)
 		}
+	}
+}
+
+// Ensure that hub errors and AMQP conditions map both ways.
+func TestConditions(t *testing.T) {
+	for _, c := range conditions {
+		if Condition(c.code) != c.condition || ErrorCode(string(c.condition)) != c.code {
+			t.Errorf("%s and %s do not map to each other", c.code, c.condition)
+		}
+	}
+	if Condition(iothub.ServerError) != "amqp:internal-error" || ErrorCode("amqp:internal-error") != iothub.ServerError {
+		t.Error("unmapped errors")
 	}
 }

@@ -16,14 +16,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
-// AMQP performatives and sections the sender uses (AMQP 1.0 parts 2 and 3).
-const (
-	pOpen, pBegin, pAttach, pFlow, pTransfer, pDisposition, pDetach, pClose = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x18
-	pRejected                                                               = 0x25
-	pSource, pTarget                                                        = 0x28, 0x29
-	sProperties, sAppProperties, sData, sValue                              = 0x73, 0x74, 0x75, 0x77
-)
-
 // SendC2D sends a cloud-to-device message to a device over AMQP, as the
 // official service SDKs do (service-api §8): a connection to the hub's
 // AMQP port, a token put on $cbs, and the message sent to
@@ -71,7 +63,7 @@ func (c *Client) amqpSessionLocked(ctx context.Context) (*amqpSession, error) {
 		s.conn.Close()
 		return nil, err
 	}
-	if err := s.attachSender(2, "/messages/devicebound"); err != nil {
+	if err := s.attachSender(2, amqp.C2DNode); err != nil {
 		s.conn.Close()
 		return nil, err
 	}
@@ -81,7 +73,7 @@ func (c *Client) amqpSessionLocked(ctx context.Context) (*amqpSession, error) {
 
 func (c *Client) closeAMQPLocked() {
 	if c.amqp != nil {
-		_ = c.amqp.frame(pClose)
+		_ = c.amqp.frame(amqp.DescClose)
 		c.amqp.conn.Close()
 		c.amqp = nil
 	}
@@ -98,24 +90,25 @@ func (c *Client) Close() error {
 // c2dMessage encodes m for /messages/devicebound: properties, application
 // properties (iothub-ack among them) and the body as a data section.
 func c2dMessage(id string, m iothub.CloudToDeviceMessage) []byte {
-	props := []any{nil, nil, "/devices/" + url.PathEscape(id) + "/messages/devicebound", nil, nil, nil, nil, nil, nil}
+	props := make([]any, amqp.PropCount)
+	props[amqp.PropTo] = "/devices/" + url.PathEscape(id) + amqp.C2DNode
 	if m.MessageID != "" {
-		props[0] = m.MessageID
+		props[amqp.PropMessageID] = m.MessageID
 	}
 	if m.UserID != "" {
-		props[1] = []byte(m.UserID)
+		props[amqp.PropUserID] = []byte(m.UserID)
 	}
 	if m.CorrelationID != "" {
-		props[5] = m.CorrelationID
+		props[amqp.PropCorrelationID] = m.CorrelationID
 	}
 	if m.ContentType != "" {
-		props[6] = amqp.Symbol(m.ContentType)
+		props[amqp.PropContentType] = amqp.Symbol(m.ContentType)
 	}
 	if m.ContentEncoding != "" {
-		props[7] = amqp.Symbol(m.ContentEncoding)
+		props[amqp.PropContentEncoding] = amqp.Symbol(m.ContentEncoding)
 	}
 	if m.ExpiryTimeUTC != nil {
-		props[8] = m.ExpiryTimeUTC.Time
+		props[amqp.PropExpiry] = m.ExpiryTimeUTC.Time
 	}
 	app := map[any]any{}
 	for k, v := range m.Properties {
@@ -124,9 +117,9 @@ func c2dMessage(id string, m iothub.CloudToDeviceMessage) []byte {
 	if m.Ack != "" {
 		app["iothub-ack"] = m.Ack
 	}
-	b, _ := amqp.Append(nil, amqp.Describe(sProperties, props))
-	b, _ = amqp.Append(b, amqp.Describe(sAppProperties, app))
-	b, _ = amqp.Append(b, amqp.Describe(sData, []byte(m.Body)))
+	b, _ := amqp.Append(nil, amqp.Describe(amqp.DescProperties, props))
+	b, _ = amqp.Append(b, amqp.Describe(amqp.DescAppProperties, app))
+	b, _ = amqp.Append(b, amqp.Describe(amqp.DescData, []byte(m.Body)))
 	return b
 }
 
@@ -185,41 +178,41 @@ func (s *amqpSession) start(host string) error {
 	if string(h[:]) != "AMQP\x00\x01\x00\x00" {
 		return fmt.Errorf("the hub answered the protocol header with % x", h)
 	}
-	if err := s.frame(pOpen, "iotservice-go", host); err != nil {
+	if err := s.frame(amqp.DescOpen, "iotservice-go", host); err != nil {
 		return err
 	}
-	if _, _, err := s.await(pOpen); err != nil {
+	if _, _, err := s.await(amqp.DescOpen); err != nil {
 		return err
 	}
-	if err := s.frame(pBegin, nil, uint32(0), uint32(100), uint32(100)); err != nil {
+	if err := s.frame(amqp.DescBegin, nil, uint32(0), uint32(100), uint32(100)); err != nil {
 		return err
 	}
-	_, _, err := s.await(pBegin)
+	_, _, err := s.await(amqp.DescBegin)
 	return err
 }
 
 // putToken authenticates the connection with a service token.
 func (s *amqpSession) putToken(audience, token string) error {
-	if err := s.attachSender(0, "$cbs"); err != nil {
+	if err := s.attachSender(0, amqp.CBSNode); err != nil {
 		return err
 	}
-	if err := s.frame(pAttach, "cbs-reply", uint32(1), true, nil, nil, amqp.Describe(pSource, []any{"$cbs"}), amqp.Describe(pTarget, []any{"cbs"})); err != nil {
+	if err := s.frame(amqp.DescAttach, "cbs-reply", uint32(1), true, nil, nil, amqp.Describe(amqp.DescSource, []any{amqp.CBSNode}), amqp.Describe(amqp.DescTarget, []any{"cbs"})); err != nil {
 		return err
 	}
-	if _, _, err := s.await(pAttach); err != nil {
+	if _, _, err := s.await(amqp.DescAttach); err != nil {
 		return err
 	}
-	if err := s.frame(pFlow, uint32(0), uint32(100), uint32(0), uint32(100), uint32(1), uint32(0), uint32(1)); err != nil {
+	if err := s.frame(amqp.DescFlow, uint32(0), uint32(100), uint32(0), uint32(100), uint32(1), uint32(0), uint32(1)); err != nil {
 		return err
 	}
-	req, _ := amqp.Append(nil, amqp.Describe(sProperties, []any{"put-token", nil, "$cbs", nil, "cbs"}))
-	req, _ = amqp.Append(req, amqp.Describe(sAppProperties, map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience}))
-	req, _ = amqp.Append(req, amqp.Describe(sValue, token))
+	req, _ := amqp.Append(nil, amqp.Describe(amqp.DescProperties, []any{"put-token", nil, amqp.CBSNode, nil, "cbs"}))
+	req, _ = amqp.Append(req, amqp.Describe(amqp.DescAppProperties, map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience}))
+	req, _ = amqp.Append(req, amqp.Describe(amqp.DescValue, token))
 	if err := s.transfer(0, req); err != nil {
 		return err
 	}
 	for {
-		f, payload, err := s.await(pTransfer)
+		f, payload, err := s.await(amqp.DescTransfer)
 		if err != nil {
 			return err
 		}
@@ -243,7 +236,7 @@ func cbsStatus(b []byte) (int64, string) {
 		}
 		b = rest
 		d, ok := v.(*amqp.Described)
-		if !ok || d.Descriptor != uint64(sAppProperties) {
+		if !ok || d.Descriptor != uint64(amqp.DescAppProperties) {
 			continue
 		}
 		m, _ := d.Value.(map[any]any)
@@ -259,14 +252,14 @@ func cbsStatus(b []byte) (int64, string) {
 }
 
 func (s *amqpSession) attachSender(handle uint32, address string) error {
-	if err := s.frame(pAttach, address, handle, false, nil, nil, amqp.Describe(pSource, []any{"iotservice"}), amqp.Describe(pTarget, []any{address}), nil, false, uint32(0)); err != nil {
+	if err := s.frame(amqp.DescAttach, address, handle, false, nil, nil, amqp.Describe(amqp.DescSource, []any{"iotservice"}), amqp.Describe(amqp.DescTarget, []any{address}), nil, false, uint32(0)); err != nil {
 		return err
 	}
-	if _, _, err := s.await(pAttach); err != nil {
+	if _, _, err := s.await(amqp.DescAttach); err != nil {
 		return err
 	}
 	for handle != 2 || s.credit == 0 {
-		f, _, err := s.await(pFlow)
+		f, _, err := s.await(amqp.DescFlow)
 		if err != nil {
 			return err
 		}
@@ -282,7 +275,7 @@ func (s *amqpSession) attachSender(handle uint32, address string) error {
 func (s *amqpSession) send(ctx context.Context, msg []byte) error {
 	s.deadline(ctx)
 	for s.credit == 0 {
-		if _, _, err := s.await(pFlow); err != nil {
+		if _, _, err := s.await(amqp.DescFlow); err != nil {
 			return err
 		}
 	}
@@ -291,11 +284,11 @@ func (s *amqpSession) send(ctx context.Context, msg []byte) error {
 	}
 	s.credit--
 	s.sent++
-	f, _, err := s.await(pDisposition)
+	f, _, err := s.await(amqp.DescDisposition)
 	if err != nil {
 		return err
 	}
-	if d, ok := amqp.Field(f, 4).(*amqp.Described); ok && d.Descriptor == uint64(pRejected) {
+	if d, ok := amqp.Field(f, 4).(*amqp.Described); ok && d.Descriptor == uint64(amqp.DescRejected) {
 		return amqpError(amqp.Field(d.Value.([]any), 0))
 	}
 	return nil
@@ -306,7 +299,7 @@ func (s *amqpSession) transfer(handle uint32, msg []byte) error {
 	s.delivery++
 	var tag [4]byte
 	binary.BigEndian.PutUint32(tag[:], s.delivery)
-	return s.frameWith(msg, pTransfer, handle, s.delivery, tag[:], uint32(0), false)
+	return s.frameWith(msg, amqp.DescTransfer, handle, s.delivery, tag[:], uint32(0), false)
 }
 
 func (s *amqpSession) frame(code uint64, fields ...any) error {
@@ -343,15 +336,15 @@ func (s *amqpSession) await(code uint64) ([]any, []byte, error) {
 		}
 		f, _ := d.Value.([]any)
 		got, _ := amqp.AsUint(d.Descriptor)
-		if got == pFlow {
+		if got == amqp.DescFlow {
 			s.noteCredit(f)
 		}
 		switch {
 		case got == code:
 			return f, payload, nil
-		case got == pClose:
+		case got == amqp.DescClose:
 			return nil, nil, amqpError(amqp.Field(f, 0))
-		case got == pDetach && amqp.Field(f, 2) != nil:
+		case got == amqp.DescDetach && amqp.Field(f, 2) != nil:
 			return nil, nil, amqpError(amqp.Field(f, 2))
 		}
 	}
@@ -382,18 +375,5 @@ func amqpError(v any) error {
 	}
 	f, _ := d.Value.([]any)
 	cond, desc := amqp.AsString(amqp.Field(f, 0)), amqp.AsString(amqp.Field(f, 1))
-	code := iothub.ServerError
-	switch cond {
-	case "amqp:not-found":
-		code = iothub.DeviceNotFound
-	case "amqp:resource-limit-exceeded":
-		code = iothub.DeviceMaximumQueueDepthExceeded
-	case "amqp:link:message-size-exceeded":
-		code = iothub.MessageTooLarge
-	case "amqp:invalid-field":
-		code = iothub.ArgumentInvalid
-	case "amqp:unauthorized-access":
-		code = iothub.IotHubUnauthorizedAccess
-	}
-	return &iothub.Error{Code: code, Message: fmt.Sprintf("%s: %s", cond, desc)}
+	return &iothub.Error{Code: amqp.ErrorCode(cond), Message: fmt.Sprintf("%s: %s", cond, desc)}
 }

@@ -23,33 +23,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
-// Performative and section descriptors (AMQP 1.0 part 2, 3 and 5).
-const (
-	descOpen        = 0x10
-	descBegin       = 0x11
-	descAttach      = 0x12
-	descFlow        = 0x13
-	descTransfer    = 0x14
-	descDisposition = 0x15
-	descDetach      = 0x16
-	descEnd         = 0x17
-	descClose       = 0x18
-	descError       = 0x1d
-	descAccepted    = 0x24
-	descRejected    = 0x25
-	descSource      = 0x28
-	descTarget      = 0x29
-
-	descSASLMechanisms = 0x40
-	descSASLInit       = 0x41
-	descSASLOutcome    = 0x44
-
-	descProperties    = 0x73
-	descAppProperties = 0x74
-	descData          = 0x75
-	descValue         = 0x77
-)
-
 const (
 	maxChannel   = 255        // the highest channel, as the hub's open says
 	maxHandle    = 255        // the highest link handle, as the hub's begin says
@@ -251,7 +224,7 @@ func (c *conn) handshake() error {
 		if err := c.write([]byte{'A', 'M', 'Q', 'P', protoSASL, 1, 0, 0}); err != nil {
 			return err
 		}
-		mechs := wire.Describe(descSASLMechanisms, []any{[]wire.Symbol{"ANONYMOUS", "PLAIN", "MSSBCBS", "EXTERNAL"}})
+		mechs := wire.Describe(wire.DescSASLMechanisms, []any{[]wire.Symbol{"ANONYMOUS", "PLAIN", "MSSBCBS", "EXTERNAL"}})
 		if err := c.writeFrame(1, 0, mechs, nil); err != nil {
 			return err
 		}
@@ -260,10 +233,10 @@ func (c *conn) handshake() error {
 			return err
 		}
 		init, _, err := wire.Decode(body)
-		if d, ok := init.(*wire.Described); err != nil || typ != 1 || !ok || d.Code() != descSASLInit {
+		if d, ok := init.(*wire.Described); err != nil || typ != 1 || !ok || d.Code() != wire.DescSASLInit {
 			return errors.New("expected sasl-init")
 		}
-		if err := c.writeFrame(1, 0, wire.Describe(descSASLOutcome, []any{uint8(0)}), nil); err != nil {
+		if err := c.writeFrame(1, 0, wire.Describe(wire.DescSASLOutcome, []any{uint8(0)}), nil); err != nil {
 			return err
 		}
 		if proto, err = c.readHeader(); err != nil {
@@ -312,13 +285,13 @@ func perf(code uint64, fields ...any) *wire.Described { return wire.Describe(cod
 
 // amqpError builds an error value.
 func amqpError(condition, description string) *wire.Described {
-	return perf(descError, wire.Symbol(condition), description)
+	return perf(wire.DescError, wire.Symbol(condition), description)
 }
 
 // closeWith closes the connection with an error.
 func (c *conn) closeWith(condition, description string) {
 	c.s.log.Info("amqp connection closed", "remote", c.nc.RemoteAddr().String(), "condition", condition, "reason", description)
-	_ = c.writeFrame(0, 0, perf(descClose, amqpError(condition, description)), nil)
+	_ = c.writeFrame(0, 0, perf(wire.DescClose, amqpError(condition, description)), nil)
 }
 
 // handleLocked handles one frame holding c.mu.
@@ -330,12 +303,12 @@ func (c *conn) handleLocked(code uint64, channel uint16, f []any, payload []byte
 
 func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) error {
 	switch code {
-	case descOpen:
+	case wire.DescOpen:
 		return c.onOpen(f)
-	case descClose:
-		_ = c.writeFrame(0, 0, perf(descClose), nil)
+	case wire.DescClose:
+		_ = c.writeFrame(0, 0, perf(wire.DescClose), nil)
 		return errClosed
-	case descBegin:
+	case wire.DescBegin:
 		if wire.Field(f, 0) != nil {
 			return errors.New("begin answering a session the hub did not start")
 		}
@@ -346,24 +319,24 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 		next, _ := wire.AsUint(wire.Field(f, 1))
 		s.nextIncomingID = uint32(next)
 		c.sessions[channel] = s
-		return c.writeFrame(0, channel, perf(descBegin, channel, uint32(0), uint32(5000), uint32(5000), uint32(maxHandle)), nil)
+		return c.writeFrame(0, channel, perf(wire.DescBegin, channel, uint32(0), uint32(5000), uint32(5000), uint32(maxHandle)), nil)
 	}
 	s := c.sessions[channel]
 	if s == nil {
 		return fmt.Errorf("a frame on channel %d, which has no session", channel)
 	}
 	switch code {
-	case descEnd:
+	case wire.DescEnd:
 		for _, l := range s.links {
 			if l.stop != nil {
 				l.stop()
 			}
 		}
 		delete(c.sessions, channel)
-		return c.writeFrame(0, channel, perf(descEnd), nil)
-	case descAttach:
+		return c.writeFrame(0, channel, perf(wire.DescEnd), nil)
+	case wire.DescAttach:
 		return c.onAttach(s, f)
-	case descDetach:
+	case wire.DescDetach:
 		h, _ := wire.AsUint(wire.Field(f, 0))
 		if s.refused[uint32(h)] {
 			delete(s.refused, uint32(h)) // the client's half of a refusal
@@ -377,12 +350,12 @@ func (c *conn) handle(code uint64, channel uint16, f []any, payload []byte) erro
 		if l.stop != nil {
 			l.stop()
 		}
-		return c.writeFrame(0, s.channel, perf(descDetach, l.handle, true), nil)
-	case descFlow:
+		return c.writeFrame(0, s.channel, perf(wire.DescDetach, l.handle, true), nil)
+	case wire.DescFlow:
 		return c.onFlow(s, f)
-	case descTransfer:
+	case wire.DescTransfer:
 		return c.onTransfer(s, f, payload)
-	case descDisposition:
+	case wire.DescDisposition:
 		return nil // the hub's own transfers are sent settled
 	}
 	return fmt.Errorf("unexpected performative %#x", code)
@@ -396,7 +369,7 @@ func (c *conn) onOpen(f []any) error {
 	if mf, ok := wire.AsUint(wire.Field(f, 2)); ok && mf >= 512 {
 		c.peerMaxFrame = uint32(min(mf, 1<<31))
 	}
-	reply := perf(descOpen, "iothub-emulator", nil, uint32(maxFrameSize), uint16(maxChannel))
+	reply := perf(wire.DescOpen, "iothub-emulator", nil, uint32(maxFrameSize), uint16(maxChannel))
 	if err := c.writeFrame(0, 0, reply, nil); err != nil {
 		return err
 	}
@@ -449,7 +422,7 @@ func (c *conn) onAttach(s *session, f []any) error {
 	} else {
 		l.address = addressOf(wire.Field(f, 5))
 	}
-	supported := l.address == cbsNode || (l.receiving && l.address == c2dNode) || (!l.receiving && l.address == feedbackNode)
+	supported := l.address == wire.CBSNode || (l.receiving && l.address == wire.C2DNode) || (!l.receiving && l.address == wire.FeedbackNode)
 	reply := []any{name, l.handle, !clientReceives, wire.Field(f, 3), wire.Field(f, 4), wire.Field(f, 5), wire.Field(f, 6)}
 	if !supported {
 		// Refused the AMQP way: an attach without the terminus, then a
@@ -460,19 +433,19 @@ func (c *conn) onAttach(s *session, f []any) error {
 		} else {
 			reply[6] = wire.Field(f, 6)
 		}
-		if err := c.writeFrame(0, s.channel, perf(descAttach, reply...), nil); err != nil {
+		if err := c.writeFrame(0, s.channel, perf(wire.DescAttach, reply...), nil); err != nil {
 			return err
 		}
 		s.refused[l.remote] = true
 		c.s.log.Info("amqp link refused", "address", l.address)
-		return c.writeFrame(0, s.channel, perf(descDetach, l.handle, true,
+		return c.writeFrame(0, s.channel, perf(wire.DescDetach, l.handle, true,
 			amqpError("amqp:not-implemented", fmt.Sprintf("the emulator does not serve %q over AMQP", l.address))), nil)
 	}
 	if !l.receiving {
 		reply = append(reply, nil, false, uint32(0))
 	}
 	s.links[l.remote] = l
-	if err := c.writeFrame(0, s.channel, perf(descAttach, reply...), nil); err != nil {
+	if err := c.writeFrame(0, s.channel, perf(wire.DescAttach, reply...), nil); err != nil {
 		return err
 	}
 	if l.receiving {
@@ -480,7 +453,7 @@ func (c *conn) onAttach(s *session, f []any) error {
 		l.delivery = uint32(dc)
 		return c.grant(s, l)
 	}
-	if l.address == feedbackNode {
+	if l.address == wire.FeedbackNode {
 		ctx, stop := context.WithCancel(c.ctx)
 		l.stop = stop
 		go c.sendFeedback(ctx, s, l)
@@ -491,7 +464,7 @@ func (c *conn) onAttach(s *session, f []any) error {
 // grant gives the client's sender link fresh credit.
 func (c *conn) grant(s *session, l *link) error {
 	l.received = 0
-	return c.writeFrame(0, s.channel, perf(descFlow, s.nextIncomingID, uint32(5000), s.nextOutgoingID, uint32(5000),
+	return c.writeFrame(0, s.channel, perf(wire.DescFlow, s.nextIncomingID, uint32(5000), s.nextOutgoingID, uint32(5000),
 		l.handle, l.delivery, uint32(linkCredit)), nil)
 }
 
@@ -534,9 +507,9 @@ func (c *conn) flush(s *session, l *link) error {
 			part := msg[:min(len(msg), room)]
 			msg = msg[len(part):]
 			more := len(msg) > 0
-			t := perf(descTransfer, l.handle, nil, nil, nil, nil, more)
+			t := perf(wire.DescTransfer, l.handle, nil, nil, nil, nil, more)
 			if first {
-				t = perf(descTransfer, l.handle, s.nextDelivery, tag[:], uint32(0), true, more)
+				t = perf(wire.DescTransfer, l.handle, s.nextDelivery, tag[:], uint32(0), true, more)
 			}
 			if err := c.writeFrame(0, s.channel, t, part); err != nil {
 				return err
@@ -574,7 +547,7 @@ func (c *conn) onTransfer(s *session, f []any, payload []byte) error {
 	l.received++
 	outcome := c.deliver(s, l, l.assembling)
 	if !l.settled {
-		if err := c.writeFrame(0, s.channel, perf(descDisposition, true, l.deliveryID, nil, true, outcome), nil); err != nil {
+		if err := c.writeFrame(0, s.channel, perf(wire.DescDisposition, true, l.deliveryID, nil, true, outcome), nil); err != nil {
 			return err
 		}
 	}

@@ -34,14 +34,14 @@ func FuzzConn(f *testing.F) {
 	}
 	var seed []byte
 	for _, fr := range [][]byte{
-		frameBytes(descOpen, "c"),
-		frameBytes(descBegin, nil, uint32(0), uint32(10), uint32(10)),
-		frameBytes(descAttach, "l", uint32(0), false, nil, nil, wire.Describe(descSource, []any{""}), wire.Describe(descTarget, []any{c2dNode})),
-		frameBytes(descTransfer, uint32(0), uint32(0), []byte{0}, uint32(0), false, true),
-		frameBytes(descFlow, uint32(0), uint32(1), uint32(0), uint32(1), uint32(0), uint32(0), uint32(5)),
-		frameBytes(descDetach, uint32(0), true),
-		frameBytes(descEnd),
-		frameBytes(descClose),
+		frameBytes(wire.DescOpen, "c"),
+		frameBytes(wire.DescBegin, nil, uint32(0), uint32(10), uint32(10)),
+		frameBytes(wire.DescAttach, "l", uint32(0), false, nil, nil, wire.Describe(wire.DescSource, []any{""}), wire.Describe(wire.DescTarget, []any{wire.C2DNode})),
+		frameBytes(wire.DescTransfer, uint32(0), uint32(0), []byte{0}, uint32(0), false, true),
+		frameBytes(wire.DescFlow, uint32(0), uint32(1), uint32(0), uint32(1), uint32(0), uint32(0), uint32(5)),
+		frameBytes(wire.DescDetach, uint32(0), true),
+		frameBytes(wire.DescEnd),
+		frameBytes(wire.DescClose),
 	} {
 		seed = append(seed, fr...)
 		f.Add(append([]byte(nil), seed...))

@@ -17,13 +17,8 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
-// The nodes an IoT Hub service client uses (service-api §8).
-const (
-	cbsNode      = "$cbs"                            // claims-based security: put-token
-	c2dNode      = "/messages/devicebound"           // cloud-to-device messages
-	feedbackNode = "/messages/serviceBound/feedback" // what became of them
-	maxMessage   = hub.MaxC2DSize + 16*1024
-)
+// maxMessage bounds a message the hub assembles from transfers.
+const maxMessage = hub.MaxC2DSize + 16*1024
 
 // message is a decoded AMQP message: the sections the hub reads.
 type message struct {
@@ -32,18 +27,6 @@ type message struct {
 	data     []byte      // data sections, joined
 	value    any         // an amqp-value section
 }
-
-// Message properties by position (AMQP 1.0 part 3, 3.2.4).
-const (
-	propMessageID       = 0
-	propUserID          = 1
-	propTo              = 2
-	propReplyTo         = 4
-	propCorrelationID   = 5
-	propContentType     = 6
-	propContentEncoding = 7
-	propExpiry          = 8
-)
 
 func parseMessage(b []byte) (message, error) {
 	var m message
@@ -58,14 +41,14 @@ func parseMessage(b []byte) (message, error) {
 			return m, errors.New("a message section without a descriptor")
 		}
 		switch d.Code() {
-		case descProperties:
+		case wire.DescProperties:
 			m.props, _ = d.Value.([]any)
-		case descAppProperties:
+		case wire.DescAppProperties:
 			m.appProps, _ = d.Value.(map[any]any)
-		case descData:
+		case wire.DescData:
 			data, _ := d.Value.([]byte)
 			m.data = append(m.data, data...)
-		case descValue:
+		case wire.DescValue:
 			m.value = d.Value
 		}
 	}
@@ -97,9 +80,9 @@ func (c *conn) deliver(s *session, l *link, b []byte) *wire.Described {
 		return rejected("amqp:decode-error", err.Error())
 	}
 	switch l.address {
-	case cbsNode:
+	case wire.CBSNode:
 		return c.putToken(s, m)
-	case c2dNode:
+	case wire.C2DNode:
 		if !c.authorized {
 			return rejected("amqp:unauthorized-access", "put a service token on $cbs first")
 		}
@@ -108,10 +91,10 @@ func (c *conn) deliver(s *session, l *link, b []byte) *wire.Described {
 	return rejected("amqp:not-implemented", "no such node")
 }
 
-func accepted() *wire.Described { return perf(descAccepted) }
+func accepted() *wire.Described { return perf(wire.DescAccepted) }
 
 func rejected(condition, description string) *wire.Described {
-	return perf(descRejected, amqpError(condition, description))
+	return perf(wire.DescRejected, amqpError(condition, description))
 }
 
 // putToken checks a service token (operation put-token) and answers on the
@@ -132,13 +115,13 @@ func (c *conn) putToken(s *session, m message) *wire.Described {
 		}
 	}
 	reply, err := appendSections(nil,
-		perf(descProperties, nil, nil, nil, nil, nil, wire.Field(m.props, propMessageID)),
-		wire.Describe(descAppProperties, map[any]any{"status-code": int32(status), "status-description": desc}))
+		perf(wire.DescProperties, nil, nil, nil, nil, nil, wire.Field(m.props, wire.PropMessageID)),
+		wire.Describe(wire.DescAppProperties, map[any]any{"status-code": int32(status), "status-description": desc}))
 	if err != nil {
 		return rejected("amqp:internal-error", err.Error())
 	}
 	for _, out := range s.links {
-		if !out.receiving && out.address == cbsNode {
+		if !out.receiving && out.address == wire.CBSNode {
 			if err := c.send(s, out, reply); err != nil {
 				return rejected("amqp:internal-error", err.Error())
 			}
@@ -161,26 +144,26 @@ func appendSections(b []byte, sections ...*wire.Described) ([]byte, error) {
 // sendC2D queues a cloud-to-device message addressed, in its to property,
 // to /devices/{id}/messages/devicebound.
 func (c *conn) sendC2D(m message) *wire.Described {
-	to := wire.AsString(wire.Field(m.props, propTo))
+	to := wire.AsString(wire.Field(m.props, wire.PropTo))
 	id, ok := strings.CutPrefix(to, "/devices/")
 	if ok {
-		id, ok = strings.CutSuffix(id, "/messages/devicebound")
+		id, ok = strings.CutSuffix(id, wire.C2DNode)
 	}
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return rejected("amqp:invalid-field", fmt.Sprintf("the to property %q is not /devices/{deviceId}/messages/devicebound", to))
 	}
 	msg := hub.C2DMessage{
 		Body:            m.data,
-		MessageID:       idString(wire.Field(m.props, propMessageID)),
-		CorrelationID:   idString(wire.Field(m.props, propCorrelationID)),
-		ContentType:     wire.AsString(wire.Field(m.props, propContentType)),
-		ContentEncoding: wire.AsString(wire.Field(m.props, propContentEncoding)),
+		MessageID:       idString(wire.Field(m.props, wire.PropMessageID)),
+		CorrelationID:   idString(wire.Field(m.props, wire.PropCorrelationID)),
+		ContentType:     wire.AsString(wire.Field(m.props, wire.PropContentType)),
+		ContentEncoding: wire.AsString(wire.Field(m.props, wire.PropContentEncoding)),
 		Properties:      map[string]string{},
 	}
-	if uid, ok := wire.Field(m.props, propUserID).([]byte); ok {
+	if uid, ok := wire.Field(m.props, wire.PropUserID).([]byte); ok {
 		msg.UserID = string(uid)
 	}
-	if t, ok := wire.Field(m.props, propExpiry).(time.Time); ok {
+	if t, ok := wire.Field(m.props, wire.PropExpiry).(time.Time); ok {
 		msg.ExpiryTime = t
 	}
 	if m.value != nil && msg.Body == nil {
@@ -205,28 +188,12 @@ func (c *conn) sendC2D(m message) *wire.Described {
 	if id, err := url.PathUnescape(id); err == nil {
 		_, err = c.s.hub.SendC2D(context.Background(), id, msg)
 		if err != nil {
-			return rejected(condition(err), err.Error())
+			return rejected(string(wire.Condition(iothub.CodeOf(err))), err.Error())
 		}
 		c.s.log.Info("cloud-to-device message queued over AMQP", "device", id, "messageId", msg.MessageID)
 		return accepted()
 	}
 	return rejected("amqp:invalid-field", "the device id in the to property is not escaped correctly")
-}
-
-// condition maps a hub error to the AMQP error condition the SDKs
-// translate back (amqp:not-found is DeviceNotFoundError, and so on).
-func condition(err error) string {
-	switch iothub.CodeOf(err) {
-	case iothub.DeviceNotFound:
-		return "amqp:not-found"
-	case iothub.DeviceMaximumQueueDepthExceeded:
-		return "amqp:resource-limit-exceeded"
-	case iothub.MessageTooLarge:
-		return "amqp:link:message-size-exceeded"
-	case iothub.ArgumentInvalid:
-		return "amqp:invalid-field"
-	}
-	return "amqp:internal-error"
 }
 
 // sendFeedback sends the hub's feedback records to a client's feedback
@@ -246,8 +213,8 @@ func (c *conn) sendFeedback(ctx context.Context, s *session, l *link) {
 		var id wire.UUID
 		_, _ = rand.Read(id[:])
 		msg, err := appendSections(nil,
-			perf(descProperties, id, nil, feedbackNode, nil, nil, nil, wire.Symbol(iothub.FeedbackContentType), wire.Symbol("utf-8")),
-			wire.Describe(descData, body))
+			perf(wire.DescProperties, id, nil, wire.FeedbackNode, nil, nil, nil, wire.Symbol(iothub.FeedbackContentType), wire.Symbol("utf-8")),
+			wire.Describe(wire.DescData, body))
 		if err != nil {
 			return
 		}
