@@ -19,6 +19,19 @@ func isComponent(v any) bool {
 	return ok && m[ComponentMarker] == "c"
 }
 
+// Components names the members of either section marked as components.
+func Components(p TwinProperties) map[string]bool {
+	out := map[string]bool{}
+	for _, props := range []map[string]any{p.Reported.Props, p.Desired.Props} {
+		for k, v := range props {
+			if isComponent(v) {
+				out[k] = true
+			}
+		}
+	}
+	return out
+}
+
 // DigitalTwin renders t as a digital twin: $dtId, $metadata.$model, each
 // reported value (a writable property's acknowledged "value"), and per
 // property its last update and its desired value, version and
@@ -30,14 +43,7 @@ func DigitalTwin(t Twin) map[string]any {
 	if t.ModelID != "" {
 		meta["$model"] = t.ModelID
 	}
-	components := map[string]bool{}
-	for _, props := range []map[string]any{rep.Props, des.Props} {
-		for k, v := range props {
-			if isComponent(v) {
-				components[k] = true
-			}
-		}
-	}
+	components := Components(t.Properties)
 	fillDigitalTwin(dt, meta, rep.Props, rep.Metadata, des.Props, des.Metadata, components)
 	for c := range components {
 		obj, cmeta := map[string]any{}, map[string]any{}

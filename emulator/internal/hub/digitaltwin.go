@@ -24,15 +24,7 @@ func (h *Hub) UpdateDigitalTwin(ctx context.Context, deviceID string, ops []ioth
 	if err != nil {
 		return "", err
 	}
-	components := map[string]bool{}
-	for _, props := range []map[string]any{t.Properties.Desired.Props, t.Properties.Reported.Props} {
-		for k, v := range props {
-			if m, ok := v.(map[string]any); ok && m[iothub.ComponentMarker] == "c" {
-				components[k] = true
-			}
-		}
-	}
-	patch, err := iothub.DigitalTwinDesired(ops, t.Properties.Desired.Props, components)
+	patch, err := iothub.DigitalTwinDesired(ops, t.Properties.Desired.Props, iothub.Components(t.Properties))
 	if err != nil {
 		return "", err
 	}
