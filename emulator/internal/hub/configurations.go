@@ -85,10 +85,20 @@ func (h *Hub) kickConfigurations() {
 // whose etag matches ifMatch ("*" matches any); created says which. Only
 // the target condition, priority, labels and custom metrics change on an
 // update: the content is immutable (service-api §9).
-func (h *Hub) PutConfiguration(ctx context.Context, c iothub.Configuration, ifMatch string) (out iothub.Configuration, created bool, err error) {
+func (h *Hub) PutConfiguration(ctx context.Context, c iothub.Configuration, ifMatch string) (iothub.Configuration, bool, error) {
 	if err := validateConfiguration(&c); err != nil {
 		return iothub.Configuration{}, false, err
 	}
+	stored, created, err := h.storeConfiguration(c, ifMatch)
+	if err != nil {
+		return iothub.Configuration{}, false, err
+	}
+	// Metrics scan every twin: not under the lock the worker takes.
+	return h.withMetrics(stored), created, nil
+}
+
+// storeConfiguration creates or updates c under the configurations' lock.
+func (h *Hub) storeConfiguration(c iothub.Configuration, ifMatch string) (iothub.Configuration, bool, error) {
 	h.cfgs.mu.Lock()
 	defer h.cfgs.mu.Unlock()
 	cur, exists := h.cfgs.byID[c.ID]
@@ -125,7 +135,7 @@ func (h *Hub) PutConfiguration(ctx context.Context, c iothub.Configuration, ifMa
 	h.cfgs.byID[c.ID] = c
 	h.log.Info("configuration stored", "configuration", c.ID, "created", !exists)
 	h.kickConfigurations()
-	return h.withMetrics(c), !exists, nil
+	return c, !exists, nil
 }
 
 // validateConfiguration checks what a configuration may hold and fills in
@@ -417,15 +427,12 @@ func (h *Hub) applyToTwin(e *entry, winner *iothub.Configuration, want map[strin
 	next.TwinETag++
 	var notify []byte
 	if patch != nil {
-		des := &next.Twin.Properties.Desired
-		des.Version++
-		mergeSection(des, patch, iothub.NewTime(h.now()), des.Version)
-		if err := iothub.CheckSectionSize("desired", des.Props); err != nil {
+		notify = mergeDesired(next, patch, iothub.NewTime(h.now()))
+		if err := iothub.CheckSectionSize("desired", next.Twin.Properties.Desired.Props); err != nil {
 			h.log.Warn("configuration not applied", "device", e.id, "configuration", winner.ID, "error", err)
 			return
 		}
 		next.Twin.Version++
-		notify, _ = json.Marshal(iothub.TwinCollection{Props: patch, Version: des.Version})
 	}
 	if err := h.commitLocked(e, next); err != nil {
 		return

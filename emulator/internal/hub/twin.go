@@ -137,10 +137,7 @@ func (h *Hub) UpdateTwin(ctx context.Context, deviceID string, patch TwinPatch, 
 			mergeValues(next.Twin.Tags, nil, patch.Tags, now, 0)
 		}
 		if patch.Desired != nil {
-			des := &next.Twin.Properties.Desired
-			des.Version++
-			mergeSection(des, patch.Desired, now, des.Version)
-			notify, _ = json.Marshal(iothub.TwinCollection{Props: patch.Desired, Version: des.Version})
+			notify = mergeDesired(next, patch.Desired, now)
 		}
 	}
 	if err := iothub.CheckSectionSize("tags", next.Twin.Tags); err != nil {
@@ -158,6 +155,16 @@ func (h *Hub) UpdateTwin(ctx context.Context, deviceID string, patch TwinPatch, 
 		h.sendDesired(e, next.Twin.Properties.Desired.Version, notify)
 	}
 	return e.twin(), nil
+}
+
+// mergeDesired merges patch into next's desired properties under a new
+// $version and returns the notification the device gets for it.
+func mergeDesired(next *Record, patch map[string]any, now iothub.Time) []byte {
+	des := &next.Twin.Properties.Desired
+	des.Version++
+	mergeSection(des, patch, now, des.Version)
+	b, _ := json.Marshal(iothub.TwinCollection{Props: patch, Version: des.Version})
+	return b
 }
 
 func orEmpty(m map[string]any) map[string]any {
