@@ -12,14 +12,28 @@ const (
 	FrameSASL = 1
 )
 
+// Heartbeat is an empty frame: it keeps an idle connection open (part
+// 2.4.5).
+var Heartbeat = []byte{0, 0, 0, 8, 2, 0, 0, 0}
+
+// Protocol headers (part 2.2 and 5.1): plain AMQP, and SASL first.
+var (
+	HeaderAMQP = []byte{'A', 'M', 'Q', 'P', 0, 1, 0, 0}
+	HeaderSASL = []byte{'A', 'M', 'Q', 'P', 3, 1, 0, 0}
+)
+
 // AppendFrame appends one frame to b: the 8-byte header (size, a data
 // offset of two words, type and channel), the performative and its
-// payload.
-func AppendFrame(b []byte, typ byte, channel uint16, perf *Described, payload []byte) ([]byte, error) {
+// payload. SASL performatives go in SASL frames.
+func AppendFrame(b []byte, channel uint16, perf Performative, payload []byte) ([]byte, error) {
+	typ := byte(FrameAMQP)
+	if perf.Descriptor() >= DescSASLMechanisms && perf.Descriptor() <= DescSASLOutcome {
+		typ = FrameSASL
+	}
 	start := len(b)
 	b = append(b, 0, 0, 0, 0, 2, typ, 0, 0)
 	binary.BigEndian.PutUint16(b[start+6:], channel)
-	b, err := Append(b, perf)
+	b, err := Marshal(b, perf)
 	if err != nil {
 		return nil, err
 	}

@@ -30,19 +30,6 @@ const (
 	DescValue         = 0x77
 )
 
-// Positions in a message's properties section (AMQP 1.0 part 3, 3.2.4).
-const (
-	PropMessageID       = 0
-	PropUserID          = 1
-	PropTo              = 2
-	PropReplyTo         = 4
-	PropCorrelationID   = 5
-	PropContentType     = 6
-	PropContentEncoding = 7
-	PropExpiry          = 8
-	PropCount           = 9 // the positions up to PropExpiry
-)
-
 // The nodes an IoT Hub service client uses (service-api §8).
 const (
 	CBSNode      = "$cbs"                            // claims-based security: put-token

@@ -2,6 +2,7 @@ package iotservice
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -63,7 +64,7 @@ func (c *Client) amqpSessionLocked(ctx context.Context) (*amqpSession, error) {
 		s.conn.Close()
 		return nil, err
 	}
-	if err := s.attachSender(2, amqp.C2DNode); err != nil {
+	if err := s.attachSender(c2dHandle, amqp.C2DNode); err != nil {
 		s.conn.Close()
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func (c *Client) amqpSessionLocked(ctx context.Context) (*amqpSession, error) {
 
 func (c *Client) closeAMQPLocked() {
 	if c.amqp != nil {
-		_ = c.amqp.frame(amqp.DescClose)
+		_ = c.amqp.send1(&amqp.Close{}, nil)
 		c.amqp.conn.Close()
 		c.amqp = nil
 	}
@@ -90,25 +91,23 @@ func (c *Client) Close() error {
 // c2dMessage encodes m for /messages/devicebound: properties, application
 // properties (iothub-ack among them) and the body as a data section.
 func c2dMessage(id string, m iothub.CloudToDeviceMessage) []byte {
-	props := make([]any, amqp.PropCount)
-	props[amqp.PropTo] = "/devices/" + url.PathEscape(id) + amqp.C2DNode
-	if m.MessageID != "" {
-		props[amqp.PropMessageID] = m.MessageID
+	props := &amqp.Properties{
+		To:              "/devices/" + url.PathEscape(id) + amqp.C2DNode,
+		UserID:          []byte(m.UserID),
+		ContentType:     amqp.Symbol(m.ContentType),
+		ContentEncoding: amqp.Symbol(m.ContentEncoding),
 	}
-	if m.UserID != "" {
-		props[amqp.PropUserID] = []byte(m.UserID)
+	if m.UserID == "" {
+		props.UserID = nil
+	}
+	if m.MessageID != "" {
+		props.MessageID = m.MessageID
 	}
 	if m.CorrelationID != "" {
-		props[amqp.PropCorrelationID] = m.CorrelationID
-	}
-	if m.ContentType != "" {
-		props[amqp.PropContentType] = amqp.Symbol(m.ContentType)
-	}
-	if m.ContentEncoding != "" {
-		props[amqp.PropContentEncoding] = amqp.Symbol(m.ContentEncoding)
+		props.CorrelationID = m.CorrelationID
 	}
 	if m.ExpiryTimeUTC != nil {
-		props[amqp.PropExpiry] = m.ExpiryTimeUTC.Time
+		props.AbsoluteExpiryTime = m.ExpiryTimeUTC.Time
 	}
 	app := map[any]any{}
 	for k, v := range m.Properties {
@@ -117,9 +116,8 @@ func c2dMessage(id string, m iothub.CloudToDeviceMessage) []byte {
 	if m.Ack != "" {
 		app["iothub-ack"] = m.Ack
 	}
-	b, _ := amqp.Append(nil, amqp.Describe(amqp.DescProperties, props))
-	b, _ = amqp.Append(b, amqp.Describe(amqp.DescAppProperties, app))
-	b, _ = amqp.Append(b, amqp.Describe(amqp.DescData, []byte(m.Body)))
+	msg := &amqp.Message{Properties: props, ApplicationProperties: app, Data: [][]byte{[]byte(m.Body)}}
+	b, _ := msg.Marshal(nil)
 	return b
 }
 
@@ -168,55 +166,68 @@ func (c *Client) dialAMQP(ctx context.Context) (*amqpSession, error) {
 // start exchanges protocol headers, opens the connection and begins a
 // session.
 func (s *amqpSession) start(host string) error {
-	if _, err := s.conn.Write([]byte{'A', 'M', 'Q', 'P', 0, 1, 0, 0}); err != nil {
+	if _, err := s.conn.Write(amqp.HeaderAMQP); err != nil {
 		return err
 	}
 	var h [8]byte
 	if _, err := io.ReadFull(s.r, h[:]); err != nil {
 		return err
 	}
-	if string(h[:]) != "AMQP\x00\x01\x00\x00" {
+	if !bytes.Equal(h[:], amqp.HeaderAMQP) {
 		return fmt.Errorf("the hub answered the protocol header with % x", h)
 	}
-	if err := s.frame(amqp.DescOpen, "iotservice-go", host); err != nil {
+	if err := s.send1(&amqp.Open{ContainerID: "iotservice-go", Hostname: host, MaxFrameSize: 1 << 20}, nil); err != nil {
 		return err
 	}
-	if _, _, err := s.await(amqp.DescOpen); err != nil {
+	if _, err := await[*amqp.Open](s); err != nil {
 		return err
 	}
-	if err := s.frame(amqp.DescBegin, nil, uint32(0), uint32(100), uint32(100)); err != nil {
+	if err := s.send1(&amqp.Begin{IncomingWindow: 100, OutgoingWindow: 100, HandleMax: 8}, nil); err != nil {
 		return err
 	}
-	_, _, err := s.await(amqp.DescBegin)
+	_, err := await[*amqp.Begin](s)
 	return err
 }
 
+// The links of the session.
+const (
+	cbsSendHandle = 0
+	cbsRecvHandle = 1
+	c2dHandle     = 2
+)
+
 // putToken authenticates the connection with a service token.
 func (s *amqpSession) putToken(audience, token string) error {
-	if err := s.attachSender(0, amqp.CBSNode); err != nil {
+	if err := s.attachSender(cbsSendHandle, amqp.CBSNode); err != nil {
 		return err
 	}
-	if err := s.frame(amqp.DescAttach, "cbs-reply", uint32(1), true, nil, nil, amqp.Describe(amqp.DescSource, []any{amqp.CBSNode}), amqp.Describe(amqp.DescTarget, []any{"cbs"})); err != nil {
+	rcv := &amqp.Attach{Name: "cbs-reply", Handle: cbsRecvHandle, Role: amqp.RoleReceiver,
+		Source: &amqp.Source{Address: amqp.CBSNode}, Target: &amqp.Target{Address: "cbs"}}
+	if err := s.send1(rcv, nil); err != nil {
 		return err
 	}
-	if _, _, err := s.await(amqp.DescAttach); err != nil {
+	if _, err := await[*amqp.Attach](s); err != nil {
 		return err
 	}
-	if err := s.frame(amqp.DescFlow, uint32(0), uint32(100), uint32(0), uint32(100), uint32(1), uint32(0), uint32(1)); err != nil {
+	h, count, credit := uint32(cbsRecvHandle), uint32(0), uint32(1)
+	if err := s.send1(&amqp.Flow{IncomingWindow: 100, OutgoingWindow: 100, Handle: &h, DeliveryCount: &count, LinkCredit: &credit}, nil); err != nil {
 		return err
 	}
-	req, _ := amqp.Append(nil, amqp.Describe(amqp.DescProperties, []any{"put-token", nil, amqp.CBSNode, nil, "cbs"}))
-	req, _ = amqp.Append(req, amqp.Describe(amqp.DescAppProperties, map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience}))
-	req, _ = amqp.Append(req, amqp.Describe(amqp.DescValue, token))
-	if err := s.transfer(0, req); err != nil {
+	req := &amqp.Message{
+		Properties:            &amqp.Properties{MessageID: "put-token", To: amqp.CBSNode, ReplyTo: "cbs"},
+		ApplicationProperties: map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience},
+		Value:                 token, HasValue: true,
+	}
+	b, _ := req.Marshal(nil)
+	if err := s.transfer(cbsSendHandle, b); err != nil {
 		return err
 	}
 	for {
-		f, payload, err := s.await(amqp.DescTransfer)
+		t, payload, err := awaitPayload[*amqp.Transfer](s)
 		if err != nil {
 			return err
 		}
-		if h, _ := amqp.AsUint(amqp.Field(f, 0)); h != 1 {
+		if t.Handle != cbsRecvHandle {
 			continue
 		}
 		status, desc := cbsStatus(payload)
@@ -229,41 +240,36 @@ func (s *amqpSession) putToken(audience, token string) error {
 
 // cbsStatus reads the status of a $cbs reply.
 func cbsStatus(b []byte) (int64, string) {
-	for len(b) > 0 {
-		v, rest, err := amqp.Decode(b)
-		if err != nil {
-			return 0, err.Error()
-		}
-		b = rest
-		d, ok := v.(*amqp.Described)
-		if !ok || d.Descriptor != uint64(amqp.DescAppProperties) {
-			continue
-		}
-		m, _ := d.Value.(map[any]any)
-		desc := amqp.AsString(m["status-description"])
-		switch n := m["status-code"].(type) {
-		case int32:
-			return int64(n), desc
-		case int64:
-			return n, desc
-		}
+	m, err := amqp.UnmarshalMessage(b)
+	if err != nil {
+		return 0, err.Error()
+	}
+	desc := m.AppProperty("status-description")
+	switch n := m.ApplicationProperties["status-code"].(type) {
+	case int32:
+		return int64(n), desc
+	case int64:
+		return n, desc
 	}
 	return 0, "no status"
 }
 
 func (s *amqpSession) attachSender(handle uint32, address string) error {
-	if err := s.frame(amqp.DescAttach, address, handle, false, nil, nil, amqp.Describe(amqp.DescSource, []any{"iotservice"}), amqp.Describe(amqp.DescTarget, []any{address}), nil, false, uint32(0)); err != nil {
+	zero := uint32(0)
+	a := &amqp.Attach{Name: address, Handle: handle, Role: amqp.RoleSender, Source: &amqp.Source{Address: "iotservice"},
+		Target: &amqp.Target{Address: address}, InitialDeliveryCount: &zero}
+	if err := s.send1(a, nil); err != nil {
 		return err
 	}
-	if _, _, err := s.await(amqp.DescAttach); err != nil {
+	if _, err := await[*amqp.Attach](s); err != nil {
 		return err
 	}
-	for handle != 2 || s.credit == 0 {
-		f, _, err := s.await(amqp.DescFlow)
+	for handle != c2dHandle || s.credit == 0 {
+		f, err := await[*amqp.Flow](s)
 		if err != nil {
 			return err
 		}
-		if h, _ := amqp.AsUint(amqp.Field(f, 4)); h == uint64(handle) {
+		if f.Handle != nil && *f.Handle == handle {
 			return nil
 		}
 	}
@@ -275,21 +281,21 @@ func (s *amqpSession) attachSender(handle uint32, address string) error {
 func (s *amqpSession) send(ctx context.Context, msg []byte) error {
 	s.deadline(ctx)
 	for s.credit == 0 {
-		if _, _, err := s.await(amqp.DescFlow); err != nil {
+		if _, err := await[*amqp.Flow](s); err != nil {
 			return err
 		}
 	}
-	if err := s.transfer(2, msg); err != nil {
+	if err := s.transfer(c2dHandle, msg); err != nil {
 		return err
 	}
 	s.credit--
 	s.sent++
-	f, _, err := s.await(amqp.DescDisposition)
+	d, err := await[*amqp.Disposition](s)
 	if err != nil {
 		return err
 	}
-	if d, ok := amqp.Field(f, 4).(*amqp.Described); ok && d.Descriptor == uint64(amqp.DescRejected) {
-		return amqpError(amqp.Field(d.Value.([]any), 0))
+	if r, ok := d.State.(*amqp.Rejected); ok {
+		return amqpError(r.Error)
 	}
 	return nil
 }
@@ -299,15 +305,13 @@ func (s *amqpSession) transfer(handle uint32, msg []byte) error {
 	s.delivery++
 	var tag [4]byte
 	binary.BigEndian.PutUint32(tag[:], s.delivery)
-	return s.frameWith(msg, amqp.DescTransfer, handle, s.delivery, tag[:], uint32(0), false)
+	id, format := s.delivery, uint32(0)
+	return s.send1(&amqp.Transfer{Handle: handle, DeliveryID: &id, DeliveryTag: tag[:], MessageFormat: &format}, msg)
 }
 
-func (s *amqpSession) frame(code uint64, fields ...any) error {
-	return s.frameWith(nil, code, fields...)
-}
-
-func (s *amqpSession) frameWith(payload []byte, code uint64, fields ...any) error {
-	b, err := amqp.AppendFrame(nil, amqp.FrameAMQP, 0, amqp.Describe(code, fields), payload)
+// send1 writes one frame.
+func (s *amqpSession) send1(p amqp.Performative, payload []byte) error {
+	b, err := amqp.AppendFrame(nil, 0, p, payload)
 	if err != nil {
 		return err
 	}
@@ -315,37 +319,40 @@ func (s *amqpSession) frameWith(payload []byte, code uint64, fields ...any) erro
 	return err
 }
 
-// await reads frames until a performative with code, skipping others
+// await reads frames until a performative of type P, skipping others
 // (flow, say); a close or a detach with an error ends the wait.
-func (s *amqpSession) await(code uint64) ([]any, []byte, error) {
+func await[P amqp.Performative](s *amqpSession) (P, error) {
+	p, _, err := awaitPayload[P](s)
+	return p, err
+}
+
+func awaitPayload[P amqp.Performative](s *amqpSession) (P, []byte, error) {
+	var zero P
 	for {
 		_, _, body, err := amqp.ReadFrame(s.r, 1<<24)
 		if err != nil {
-			return nil, nil, err
+			return zero, nil, err
 		}
 		if len(body) == 0 {
 			continue // heartbeat
 		}
-		v, payload, err := amqp.Decode(body)
+		p, payload, err := amqp.Unmarshal(body)
 		if err != nil {
-			return nil, nil, err
+			return zero, nil, err
 		}
-		d, ok := v.(*amqp.Described)
-		if !ok {
-			return nil, nil, errors.New("a frame without a performative")
-		}
-		f, _ := d.Value.([]any)
-		got, _ := amqp.AsUint(d.Descriptor)
-		if got == amqp.DescFlow {
+		if f, ok := p.(*amqp.Flow); ok {
 			s.noteCredit(f)
 		}
-		switch {
-		case got == code:
-			return f, payload, nil
-		case got == amqp.DescClose:
-			return nil, nil, amqpError(amqp.Field(f, 0))
-		case got == amqp.DescDetach && amqp.Field(f, 2) != nil:
-			return nil, nil, amqpError(amqp.Field(f, 2))
+		if want, ok := p.(P); ok {
+			return want, payload, nil
+		}
+		switch f := p.(type) {
+		case *amqp.Close:
+			return zero, nil, amqpError(f.Error)
+		case *amqp.Detach:
+			if f.Error != nil {
+				return zero, nil, amqpError(f.Error)
+			}
 		}
 	}
 }
@@ -353,27 +360,25 @@ func (s *amqpSession) await(code uint64) ([]any, []byte, error) {
 // noteCredit records the credit a flow frame grants the
 // /messages/devicebound link: link-credit counts from the delivery-count
 // the hub names.
-func (s *amqpSession) noteCredit(f []any) {
-	if h, ok := amqp.AsUint(amqp.Field(f, 4)); !ok || h != 2 {
+func (s *amqpSession) noteCredit(f *amqp.Flow) {
+	if f.Handle == nil || *f.Handle != c2dHandle || f.LinkCredit == nil {
 		return
 	}
-	count, _ := amqp.AsUint(amqp.Field(f, 5))
-	credit, _ := amqp.AsUint(amqp.Field(f, 6))
-	sent := uint64(s.sent)
-	if count+credit > sent {
-		s.credit = uint32(count + credit - sent)
+	var count uint32
+	if f.DeliveryCount != nil {
+		count = *f.DeliveryCount
+	}
+	if count+*f.LinkCredit > s.sent {
+		s.credit = count + *f.LinkCredit - s.sent
 	} else {
 		s.credit = 0
 	}
 }
 
 // amqpError turns an AMQP error into the hub's error.
-func amqpError(v any) error {
-	d, ok := v.(*amqp.Described)
-	if !ok {
+func amqpError(e *amqp.Error) error {
+	if e == nil {
 		return errors.New("iotservice: amqp: the hub closed the connection")
 	}
-	f, _ := d.Value.([]any)
-	cond, desc := amqp.AsString(amqp.Field(f, 0)), amqp.AsString(amqp.Field(f, 1))
-	return &iothub.Error{Code: amqp.ErrorCode(cond), Message: fmt.Sprintf("%s: %s", cond, desc)}
+	return &iothub.Error{Code: amqp.ErrorCode(string(e.Condition)), Message: fmt.Sprintf("%s: %s", e.Condition, e.Description)}
 }

@@ -15,25 +15,20 @@ func TestC2DMessage(t *testing.T) {
 	exp := iothub.NewTime(time.UnixMilli(1_800_000_000_000))
 	b := c2dMessage("dev 1", iothub.CloudToDeviceMessage{Body: "hi", MessageID: "m1", CorrelationID: "c1", UserID: "u",
 		ContentType: "application/json", ContentEncoding: "utf-8", ExpiryTimeUTC: &exp, Ack: "full", Properties: map[string]string{"k": "v"}})
-	var sections []*amqp.Described
-	for len(b) > 0 {
-		v, rest, err := amqp.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sections, b = append(sections, v.(*amqp.Described)), rest
+	m, err := amqp.UnmarshalMessage(b)
+	if err != nil {
+		t.Fatal(err)
 	}
-	props := sections[0].Value.([]any)
-	if props[0] != "m1" || string(props[1].([]byte)) != "u" || props[2] != "/devices/dev%201/messages/devicebound" || props[5] != "c1" ||
-		props[6] != amqp.Symbol("application/json") || props[7] != amqp.Symbol("utf-8") || !props[8].(time.Time).Equal(exp.Time) {
-		t.Fatalf("properties %#v", props)
+	p := m.Properties
+	if p.MessageID != "m1" || string(p.UserID) != "u" || p.To != "/devices/dev%201/messages/devicebound" || p.CorrelationID != "c1" ||
+		p.ContentType != "application/json" || p.ContentEncoding != "utf-8" || !p.AbsoluteExpiryTime.Equal(exp.Time) {
+		t.Fatalf("properties %#v", p)
 	}
-	app := sections[1].Value.(map[any]any)
-	if app["k"] != "v" || app["iothub-ack"] != "full" {
-		t.Fatalf("application properties %#v", app)
+	if m.ApplicationProperties["k"] != "v" || m.ApplicationProperties["iothub-ack"] != "full" {
+		t.Fatalf("application properties %#v", m.ApplicationProperties)
 	}
-	if string(sections[2].Value.([]byte)) != "hi" {
-		t.Fatalf("body %#v", sections[2].Value)
+	if len(m.Data) != 1 || string(m.Data[0]) != "hi" {
+		t.Fatalf("body %#v", m.Data)
 	}
 }
 
@@ -44,7 +39,7 @@ func TestAMQPError(t *testing.T) {
 		"amqp:link:message-size-exceeded": iothub.MessageTooLarge, "amqp:invalid-field": iothub.ArgumentInvalid,
 		"amqp:unauthorized-access": iothub.IotHubUnauthorizedAccess, "amqp:internal-error": iothub.ServerError,
 	} {
-		err := amqpError(amqp.Describe(0x1d, []any{amqp.Symbol(cond), "why"}))
+		err := amqpError(&amqp.Error{Condition: amqp.Symbol(cond), Description: "why"})
 		if iothub.CodeOf(err) != want {
 			t.Errorf("%s: %v, want %s", cond, err, want)
 		}

@@ -28,6 +28,8 @@ type client struct {
 	r    *bufio.Reader
 }
 
+func u32(v uint32) *uint32 { return &v }
+
 func dial(t *testing.T, e *emulatortest.Env, sasl bool) *client {
 	t.Helper()
 	conn, err := tls.Dial("tcp", e.AMQPAddr(), e.TLSConfig())
@@ -39,19 +41,17 @@ func dial(t *testing.T, e *emulatortest.Env, sasl bool) *client {
 	c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 	if sasl {
 		c.header(3)
-		if d := c.next(1); d.Code() != 0x40 {
-			t.Fatalf("sasl-mechanisms: %#v", d)
-		}
-		c.frame(1, 0x41, amqp.Symbol("ANONYMOUS"))
-		if d := c.next(1); d.Code() != 0x44 || d.Value.([]any)[0] != uint8(0) {
-			t.Fatalf("sasl-outcome: %#v", d)
+		next[*amqp.SASLMechanisms](c)
+		c.frame(&amqp.SASLInit{Mechanism: "ANONYMOUS"}, nil)
+		if o := next[*amqp.SASLOutcome](c); o.Code != amqp.SASLOK {
+			t.Fatalf("sasl-outcome: %#v", o)
 		}
 	}
 	c.header(0)
-	c.frame(0, 0x10, "test-client", "localhost", uint32(512))
-	c.expect(0x10)
-	c.frame(0, 0x11, nil, uint32(0), uint32(100), uint32(100))
-	c.expect(0x11)
+	c.frame(&amqp.Open{ContainerID: "test-client", Hostname: "localhost", MaxFrameSize: 512}, nil)
+	next[*amqp.Open](c)
+	c.frame(&amqp.Begin{IncomingWindow: 100, OutgoingWindow: 100}, nil)
+	next[*amqp.Begin](c)
 	return c
 }
 
@@ -66,11 +66,9 @@ func (c *client) header(proto byte) {
 	}
 }
 
-func (c *client) frame(typ byte, code uint64, fields ...any) { c.frameWith(typ, code, nil, fields...) }
-
-func (c *client) frameWith(typ byte, code uint64, payload []byte, fields ...any) {
+func (c *client) frame(p amqp.Performative, payload []byte) {
 	c.t.Helper()
-	b, err := amqp.AppendFrame(nil, typ, 0, amqp.Describe(code, fields), payload)
+	b, err := amqp.AppendFrame(nil, 0, p, payload)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -79,52 +77,57 @@ func (c *client) frameWith(typ byte, code uint64, payload []byte, fields ...any)
 	}
 }
 
-// next reads frames, skipping heartbeats, until a performative.
-func (c *client) next(typ byte) *amqp.Described {
-	c.t.Helper()
-	d, _ := c.nextWithPayload(typ)
-	return d
-}
-
-func (c *client) nextWithPayload(typ byte) (*amqp.Described, []byte) {
+// read reads frames, skipping heartbeats, until a performative.
+func (c *client) read() (amqp.Performative, []byte) {
 	c.t.Helper()
 	for {
-		got, _, body, err := amqp.ReadFrame(c.r, 1<<20)
+		_, _, body, err := amqp.ReadFrame(c.r, 1<<20)
 		if err != nil {
 			c.t.Fatalf("read frame: %v", err)
 		}
 		if len(body) == 0 {
 			continue
 		}
-		v, rest, err := amqp.Decode(body)
-		if err != nil || got != typ {
-			c.t.Fatalf("frame type %d: %v", got, err)
+		p, payload, err := amqp.Unmarshal(body)
+		if err != nil {
+			c.t.Fatalf("frame: %v", err)
 		}
-		return v.(*amqp.Described), rest
+		return p, payload
 	}
 }
 
-func (c *client) expect(code uint64) []any {
+// next reads the next performative, which must be a P.
+func next[P amqp.Performative](c *client) P {
 	c.t.Helper()
-	d := c.next(0)
-	if d.Code() != code {
-		c.t.Fatalf("got performative %#x %#v, want %#x", d.Code(), d.Value, code)
+	p, _ := c.read()
+	want, ok := p.(P)
+	if !ok {
+		c.t.Fatalf("got %#v, want a %T", p, want)
 	}
-	return d.Value.([]any)
+	return want
 }
 
-func terminus(code uint64, addr string) *amqp.Described {
-	return &amqp.Described{Descriptor: code, Value: []any{addr}}
+// attach attaches a link and reads the hub's attach.
+func (c *client) attach(name string, handle uint32, receiver bool, source, target string) *amqp.Attach {
+	c.t.Helper()
+	a := &amqp.Attach{Name: name, Handle: handle, Role: receiver, Source: &amqp.Source{Address: source}, Target: &amqp.Target{Address: target}}
+	if !receiver {
+		a.InitialDeliveryCount = u32(0)
+	}
+	c.frame(a, nil)
+	return next[*amqp.Attach](c)
 }
 
-// message encodes properties (by position), application properties and a
-// body section.
-func message(props []any, app map[any]any, body *amqp.Described) []byte {
-	b, _ := amqp.Append(nil, &amqp.Described{Descriptor: uint64(0x73), Value: props})
-	if app != nil {
-		b, _ = amqp.Append(b, &amqp.Described{Descriptor: uint64(0x74), Value: app})
+// credit grants a receiving link credit.
+func (c *client) credit(handle, n uint32) {
+	c.frame(&amqp.Flow{IncomingWindow: 100, OutgoingWindow: 100, Handle: u32(handle), DeliveryCount: u32(0), LinkCredit: u32(n)}, nil)
+}
+
+func encode(t *testing.T, m *amqp.Message) []byte {
+	b, err := m.Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	b, _ = amqp.Append(b, body)
 	return b
 }
 
@@ -132,50 +135,61 @@ func message(props []any, app map[any]any, body *amqp.Described) []byte {
 // returning the status the hub answered.
 func (c *client) putToken(token string) int32 {
 	c.t.Helper()
-	c.frame(0, 0x12, "cbs-sender", uint32(0), false, nil, nil, terminus(0x28, ""), terminus(0x29, "$cbs"))
-	c.expect(0x12)
-	c.expect(0x13) // credit
-	c.frame(0, 0x12, "cbs-receiver", uint32(1), true, nil, nil, terminus(0x28, "$cbs"), terminus(0x29, ""))
-	c.expect(0x12)
-	c.frame(0, 0x13, uint32(0), uint32(100), uint32(0), uint32(100), uint32(1), uint32(0), uint32(10))
-	msg := message([]any{"req-1", nil, "$cbs", nil, "cbs"},
-		map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": "localhost"},
-		&amqp.Described{Descriptor: uint64(0x77), Value: token})
-	c.frameWith(0, 0x14, msg, uint32(0), uint32(0), []byte{0}, uint32(0), false)
+	c.attach("cbs-sender", 0, false, "", "$cbs")
+	next[*amqp.Flow](c) // credit
+	c.attach("cbs-receiver", 1, true, "$cbs", "")
+	c.credit(1, 10)
+	msg := encode(c.t, &amqp.Message{
+		Properties:            &amqp.Properties{MessageID: "req-1", To: "$cbs", ReplyTo: "cbs"},
+		ApplicationProperties: map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": "localhost"},
+		Value:                 token, HasValue: true,
+	})
+	c.frame(&amqp.Transfer{Handle: 0, DeliveryID: u32(0), DeliveryTag: []byte{0}, MessageFormat: u32(0)}, msg)
 	// The reply and the request's disposition come in either order.
 	var status int32
 	for disposed, replied := false, false; !disposed || !replied; {
-		d, payload := c.nextWithPayload(0)
-		switch d.Code() {
-		case 0x15:
+		p, payload := c.read()
+		switch p.(type) {
+		case *amqp.Disposition:
 			disposed = true
-		case 0x14:
+		case *amqp.Transfer:
 			replied = true
-			v, rest, _ := amqp.Decode(payload)
-			if props := v.(*amqp.Described).Value.([]any); props[5] != "req-1" {
-				c.t.Fatalf("reply correlation %#v", props)
+			m, err := amqp.UnmarshalMessage(payload)
+			if err != nil || m.Properties.CorrelationID != "req-1" {
+				c.t.Fatalf("reply %#v, %v", m, err)
 			}
-			app, _, _ := amqp.Decode(rest)
-			status = app.(*amqp.Described).Value.(map[any]any)["status-code"].(int32)
+			status = m.ApplicationProperties["status-code"].(int32)
 		default:
-			c.t.Fatalf("unexpected %#x", d.Code())
+			c.t.Fatalf("unexpected %#v", p)
 		}
 	}
 	return status
 }
 
 // send transfers one message on the c2d link (handle 2) and returns the
-// outcome's descriptor and error condition.
-func (c *client) send(id uint32, msg []byte) (uint64, string) {
+// outcome and its error condition.
+func (c *client) send(id uint32, msg []byte) (amqp.DeliveryState, string) {
 	c.t.Helper()
-	c.frameWith(0, 0x14, msg, uint32(2), id, []byte{byte(id)}, uint32(0), false)
-	d := c.expect(0x15)
-	outcome := d[4].(*amqp.Described)
-	if outcome.Code() == 0x25 {
-		e := outcome.Value.([]any)[0].(*amqp.Described).Value.([]any)
-		return 0x25, string(e[0].(amqp.Symbol))
+	c.frame(&amqp.Transfer{Handle: 2, DeliveryID: u32(id), DeliveryTag: []byte{byte(id)}, MessageFormat: u32(0)}, msg)
+	d := next[*amqp.Disposition](c)
+	if r, ok := d.State.(*amqp.Rejected); ok {
+		return r, string(r.Error.Condition)
 	}
-	return outcome.Code(), ""
+	return d.State, ""
+}
+
+func c2dTo(id, messageID string, app map[any]any, body string) *amqp.Message {
+	return &amqp.Message{Properties: &amqp.Properties{MessageID: messageID, To: "/devices/" + id + "/messages/devicebound"},
+		ApplicationProperties: app, Data: [][]byte{[]byte(body)}}
+}
+
+func serviceToken(t *testing.T, e *emulatortest.Env) string {
+	svc := e.ServiceString()
+	tok, err := sas.New(svc.HostName, svc.SharedAccessKeyName, svc.SharedAccessKey, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.String()
 }
 
 // Ensure that a service client authenticates with a token on $cbs and
@@ -204,26 +218,21 @@ func TestCloudToDevice(t *testing.T) {
 	if status := c.putToken("SharedAccessSignature sr=localhost&sig=bad&se=1&skn=iothubowner"); status != 401 {
 		t.Fatalf("bad token answered %d", status)
 	}
-	c.frame(0, 0x12, "c2d", uint32(2), false, nil, nil, terminus(0x28, ""), terminus(0x29, "/messages/devicebound"))
-	c.expect(0x12)
-	c.expect(0x13)
-	toD1 := message([]any{"m1", nil, "/devices/d1/messages/devicebound"}, map[any]any{"priority": "high"},
-		&amqp.Described{Descriptor: uint64(0x75), Value: []byte("hello")})
+	c.attach("c2d", 2, false, "", "/messages/devicebound")
+	next[*amqp.Flow](c)
+	toD1 := encode(t, c2dTo("d1", "m1", map[any]any{"priority": "high"}, "hello"))
 	if outcome, cond := c.send(0, toD1); cond != "amqp:unauthorized-access" {
-		t.Fatalf("send before put-token: %#x %s", outcome, cond)
+		t.Fatalf("send before put-token: %#v %s", outcome, cond)
 	}
 
-	svc := e.ServiceString()
-	tok, _ := sas.New(svc.HostName, svc.SharedAccessKeyName, svc.SharedAccessKey, time.Now().Add(time.Hour))
 	c2 := dial(t, e, false)
-	if status := c2.putToken(tok.String()); status != 200 {
+	if status := c2.putToken(serviceToken(t, e)); status != 200 {
 		t.Fatalf("put-token answered %d", status)
 	}
-	c2.frame(0, 0x12, "c2d", uint32(2), false, nil, nil, terminus(0x28, ""), terminus(0x29, "/messages/devicebound"))
-	c2.expect(0x12)
-	c2.expect(0x13)
-	if outcome, cond := c2.send(1, toD1); outcome != 0x24 {
-		t.Fatalf("send: %#x %s", outcome, cond)
+	c2.attach("c2d", 2, false, "", "/messages/deviceBound") // C# writes it so
+	next[*amqp.Flow](c2)
+	if outcome, cond := c2.send(1, toD1); cond != "" {
+		t.Fatalf("send: %#v %s", outcome, cond)
 	}
 	select {
 	case m := <-got:
@@ -233,8 +242,7 @@ func TestCloudToDevice(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the device got nothing")
 	}
-	ghost := message([]any{"m2", nil, "/devices/ghost/messages/devicebound"}, nil, &amqp.Described{Descriptor: uint64(0x75), Value: []byte("x")})
-	if _, cond := c2.send(2, ghost); cond != "amqp:not-found" {
+	if _, cond := c2.send(2, encode(t, c2dTo("ghost", "m2", nil, "x"))); cond != "amqp:not-found" {
 		t.Fatalf("unknown device: %s", cond)
 	}
 
@@ -242,11 +250,11 @@ func TestCloudToDevice(t *testing.T) {
 	if _, err := c.conn.Write([]byte{0, 0, 0, 9, 2, 0, 0, 0, 0x99}); err != nil {
 		t.Fatal(err)
 	}
-	if d := c.expect(0x18); len(d) == 0 {
-		t.Fatal("close without an error")
+	if cl := next[*amqp.Close](c); cl.Error == nil || cl.Error.Condition != "amqp:decode-error" {
+		t.Fatalf("close %#v", cl)
 	}
-	if outcome, _ := c2.send(3, toD1); outcome != 0x24 {
-		t.Fatalf("the other connection stopped working: %#x", outcome)
+	if outcome, cond := c2.send(3, toD1); cond != "" {
+		t.Fatalf("the other connection stopped working: %#v", outcome)
 	}
 }
 
@@ -266,10 +274,21 @@ func TestFeedbackLink(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Without a token the feedback link is refused: records are the
+	// service's to read.
+	anon := dial(t, e, true)
+	if a := anon.attach("feedback", 5, true, "/messages/serviceBound/feedback", ""); a.Source != nil {
+		t.Fatalf("feedback attached without a token: %#v", a)
+	}
+	if d := next[*amqp.Detach](anon); d.Error == nil || d.Error.Condition != "amqp:unauthorized-access" {
+		t.Fatalf("detach %#v", d)
+	}
 	c := dial(t, e, false)
-	c.frame(0, 0x12, "feedback", uint32(0), true, nil, nil, terminus(0x28, "/messages/serviceBound/feedback"), terminus(0x29, ""))
-	c.expect(0x12)
-	c.frame(0, 0x13, uint32(0), uint32(100), uint32(0), uint32(100), uint32(0), uint32(0), uint32(10))
+	if status := c.putToken(serviceToken(t, e)); status != 200 {
+		t.Fatalf("put-token answered %d", status)
+	}
+	c.attach("feedback", 2, true, "/messages/serviceBound/feedback", "")
+	c.credit(2, 10)
 	if _, err := svc.PurgeC2D(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -279,28 +298,23 @@ func TestFeedbackLink(t *testing.T) {
 		var body []byte
 		frames := 0
 		for {
-			d, payload := c.nextWithPayload(0)
-			if d.Code() != 0x14 {
-				t.Fatalf("unexpected %#x", d.Code())
+			p, payload := c.read()
+			tr, ok := p.(*amqp.Transfer)
+			if !ok {
+				t.Fatalf("unexpected %#v", p)
 			}
 			frames++
 			body = append(body, payload...)
-			if more, _ := field(d.Value.([]any), 5).(bool); !more {
+			if !tr.More {
 				break
 			}
 		}
 		most = max(most, frames)
-		var data []byte
-		for rest := body; len(rest) > 0; {
-			v, r, err := amqp.Decode(rest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := v.(*amqp.Described); d.Code() == 0x75 {
-				data = d.Value.([]byte)
-			}
-			rest = r
+		m, err := amqp.UnmarshalMessage(body)
+		if err != nil {
+			t.Fatal(err)
 		}
+		data := m.Body()
 		var batch []iothub.FeedbackRecord
 		if err := json.Unmarshal(data, &batch); err != nil || len(batch) == 0 || batch[0].StatusCode != iothub.FeedbackPurged {
 			t.Fatalf("feedback %s: %v", data, err)
@@ -315,22 +329,24 @@ func TestFeedbackLink(t *testing.T) {
 	}
 }
 
-func field(l []any, i int) any {
-	if i < len(l) {
-		return l[i]
-	}
-	return nil
-}
-
 // Ensure that performatives with missing fields close the connection
 // instead of crashing the hub.
 func TestEmptyPerformatives(t *testing.T) {
 	e := emulatortest.Start(t)
-	for _, code := range []uint64{0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17} {
+	for _, code := range []uint64{amqp.DescBegin, amqp.DescAttach, amqp.DescFlow, amqp.DescTransfer,
+		amqp.DescDisposition, amqp.DescDetach, amqp.DescEnd} {
 		c := dial(t, e, false)
-		c.frame(0, code)
-		c.frame(0, 0x18)
-		for c.next(0).Code() != 0x18 {
+		b, _ := amqp.Append(make([]byte, 8), amqp.Describe(code, []any{}))
+		binary.BigEndian.PutUint32(b, uint32(len(b)))
+		b[4] = 2
+		if _, err := c.conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		c.frame(&amqp.Close{}, nil)
+		for {
+			if p, _ := c.read(); p.Descriptor() == amqp.DescClose {
+				break
+			}
 		}
 	}
 	// A performative that is not a described list.
@@ -341,7 +357,7 @@ func TestEmptyPerformatives(t *testing.T) {
 	if _, err := c.conn.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	c.expect(0x18)
+	next[*amqp.Close](c)
 	// The hub still serves.
 	dial(t, e, true)
 }
@@ -351,16 +367,14 @@ func TestEmptyPerformatives(t *testing.T) {
 func TestRefusedLink(t *testing.T) {
 	e := emulatortest.Start(t)
 	c := dial(t, e, false)
-	c.frame(0, 0x12, "files", uint32(5), true, nil, nil, terminus(0x28, "/messages/serviceBound/filenotifications"), terminus(0x29, ""))
-	c.expect(0x12)
-	d := c.expect(0x16)
-	if errv, ok := d[2].(*amqp.Described); !ok || errv.Value.([]any)[0] != amqp.Symbol("amqp:not-implemented") {
+	if a := c.attach("files", 5, true, "/messages/serviceBound/filenotifications", ""); a.Source != nil || a.Target == nil {
+		t.Fatalf("attach %#v", a)
+	}
+	if d := next[*amqp.Detach](c); d.Error == nil || d.Error.Condition != "amqp:not-found" {
 		t.Fatalf("detach %#v", d)
 	}
-	c.frame(0, 0x16, uint32(5), true) // the client's half
-	svc := e.ServiceString()
-	tok, _ := sas.New(svc.HostName, svc.SharedAccessKeyName, svc.SharedAccessKey, time.Now().Add(time.Hour))
-	if status := c.putToken(tok.String()); status != 200 {
+	c.frame(&amqp.Detach{Handle: 5, Closed: true}, nil) // the client's half
+	if status := c.putToken(serviceToken(t, e)); status != 200 {
 		t.Fatalf("put-token after a refusal answered %d", status)
 	}
 }

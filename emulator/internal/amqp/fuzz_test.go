@@ -14,10 +14,12 @@ import (
 )
 
 // frameBytes encodes one AMQP frame for the fuzz seeds.
-func frameBytes(code uint64, fields ...any) []byte {
-	b, _ := wire.AppendFrame(nil, wire.FrameAMQP, 0, wire.Describe(code, fields), nil)
+func frameBytes(p wire.Performative, payload []byte) []byte {
+	b, _ := wire.AppendFrame(nil, 0, p, payload)
 	return b
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // FuzzConn feeds a connection arbitrary frames after the protocol header:
 // whatever they hold, the connection must end without a panic.
@@ -34,20 +36,22 @@ func FuzzConn(f *testing.F) {
 	}
 	var seed []byte
 	for _, fr := range [][]byte{
-		frameBytes(wire.DescOpen, "c"),
-		frameBytes(wire.DescBegin, nil, uint32(0), uint32(10), uint32(10)),
-		frameBytes(wire.DescAttach, "l", uint32(0), false, nil, nil, wire.Describe(wire.DescSource, []any{""}), wire.Describe(wire.DescTarget, []any{wire.C2DNode})),
-		frameBytes(wire.DescTransfer, uint32(0), uint32(0), []byte{0}, uint32(0), false, true),
-		frameBytes(wire.DescFlow, uint32(0), uint32(1), uint32(0), uint32(1), uint32(0), uint32(0), uint32(5)),
-		frameBytes(wire.DescDetach, uint32(0), true),
-		frameBytes(wire.DescEnd),
-		frameBytes(wire.DescClose),
+		frameBytes(&wire.Open{ContainerID: "c"}, nil),
+		frameBytes(&wire.Begin{IncomingWindow: 10, OutgoingWindow: 10}, nil),
+		frameBytes(&wire.Attach{Name: "l", Source: &wire.Source{}, Target: &wire.Target{Address: wire.C2DNode}}, nil),
+		frameBytes(&wire.Transfer{DeliveryID: ptr(uint32(0)), DeliveryTag: []byte{0}, More: true}, []byte{0x00, 0x53, 0x75}),
+		frameBytes(&wire.Attach{Name: "r", Handle: 1, Role: wire.RoleReceiver, Source: &wire.Source{Address: wire.FeedbackNode}}, nil),
+		frameBytes(&wire.Flow{Handle: ptr(uint32(1)), DeliveryCount: ptr(uint32(0)), LinkCredit: ptr(uint32(5)), Drain: true}, nil),
+		frameBytes(&wire.Detach{Closed: true}, nil),
+		frameBytes(&wire.End{}, nil),
+		frameBytes(&wire.Close{}, nil),
 	} {
 		seed = append(seed, fr...)
 		f.Add(append([]byte(nil), seed...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := New(h, log)
+		s := New(Config{Logger: log, Authorize: ServiceAuthorizer(h)})
+		ServeService(s, h)
 		client, server := net.Pipe()
 		done := make(chan struct{})
 		go func() {

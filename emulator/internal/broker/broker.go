@@ -1,16 +1,26 @@
 // Package broker is the hub's MQTT face: an embedded mochi-mqtt server
 // extended through one hook, speaking the IoT Hub device protocol over MQTT
-// 3.1.1 on TLS and WebSocket connections. It is the only package that
-// imports mochi-mqtt (and gorilla/websocket, which mochi already uses).
+// 3.1.1 on TLS connections, and on WebSocket connections the front door
+// (wsgate) hands it. It is the only package that imports mochi-mqtt.
 //
 // The broker never routes messages between clients: every subscriber
 // selection is emptied, so nothing a device publishes reaches another
 // device. Device publishes are handed to the hub, and the hub's deliveries
 // (method requests, twin responses, desired notifications) are written to
 // the one connection they belong to.
+//
+// # Writes to a device
+//
+// The hub's deliveries are queued on the device's link and written by a
+// goroutine that runs only while the queue is not empty, so the hub never
+// waits on a device's socket (and never holds a lock across its write).
+// Every write to a device has a deadline (Config.WriteTimeout); a device
+// whose socket stays full past it, or whose queue overflows, is
+// disconnected.
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +41,8 @@ type Config struct {
 	// Lenient answers an invalid subscription with SUBACK 0x80 instead of
 	// closing the connection as IoT Hub does (device-protocol §5.1).
 	Lenient bool
+	// WriteTimeout bounds each write to a device. Zero means 10 s.
+	WriteTimeout time.Duration
 }
 
 // Broker serves devices over MQTT.
@@ -43,17 +55,24 @@ type Broker struct {
 	links   sync.Map // *mqtt.Client → *link
 	expiry  sync.Map // *mqtt.Client → time.Time, between authentication and session start
 	wg      sync.WaitGroup
+	drains  sync.WaitGroup // the links' writer goroutines
 	mu      sync.Mutex
 	lns     []net.Listener // guarded by mu
 	closing bool           // guarded by mu
 }
 
-// New returns a broker for h; call Start, then Serve or WebSocketHandler.
+// New returns a broker for h; call Start, then Serve or ServeConn.
 func New(h *hub.Hub, cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
+	// mochi queues only what it routes between clients, and the broker
+	// routes nothing: a short queue saves 64 KiB a device.
+	caps.MaximumClientWritesPending = 16
 	caps.MaximumQos = 1             // QoS 2 subscriptions are granted 1 (device-protocol §5.1)
 	caps.RetainAvailable = 0        // the hub never retains (device-protocol §12)
 	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1 only
@@ -110,7 +129,23 @@ func (b *Broker) establish(listener string, c net.Conn) {
 	}()
 }
 
+// ServeConn serves one MQTT connection that arrived another way (a
+// WebSocket, say) until it ends.
+func (b *Broker) ServeConn(c net.Conn) {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		c.Close()
+		return
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+	b.serveConn("wss", c)
+}
+
 func (b *Broker) serveConn(listener string, c net.Conn) {
+	c = &deadlineConn{Conn: c, timeout: b.cfg.WriteTimeout}
 	if err := b.srv.EstablishConnection(listener, c); err != nil && !isClosed(err) {
 		b.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "error", err)
 	}
@@ -132,8 +167,32 @@ func (b *Broker) Close() error {
 		cl.Stop(errors.New("emulator shutting down"))
 	}
 	b.wg.Wait()
+	b.drains.Wait()
 	return b.srv.Close()
 }
+
+// deadlineConn gives every write to a device a deadline.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
+}
+
+// ConnectionState gives the TLS state of the connection underneath, for
+// X.509 devices.
+func (c *deadlineConn) ConnectionState() tls.ConnectionState {
+	if t, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return t.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+// maxQueue bounds the hub's deliveries waiting for one device.
+const maxQueue = 1024
 
 // link is a device connection: the hub's Link over a mochi client.
 type link struct {
@@ -146,6 +205,10 @@ type link struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	will  *pendingWill
+
+	qmu     sync.Mutex
+	queue   []packets.Packet // guarded by qmu; deliveries waiting to be written
+	writing bool             // guarded by qmu; a writer goroutine is running
 }
 
 // pendingWill is a device's will, published as its telemetry if the

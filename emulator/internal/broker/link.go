@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
@@ -47,7 +48,7 @@ func (l *link) SendC2D(m hub.C2DMessage) error {
 	l.mu.Unlock()
 	d, _ := identity(l.cl.ID)
 	t := topic.Topic{Kind: topic.C2D, DeviceID: d, Properties: c2dBag(d, m)}
-	return l.cl.WritePacket(packets.Packet{
+	return l.enqueue(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName:   t.String(),
 		Payload:     m.Body,
@@ -114,9 +115,58 @@ func (l *link) publish(t topic.Topic, payload []byte) error {
 	if payload == nil {
 		payload = []byte{}
 	}
-	return l.cl.WritePacket(packets.Packet{
+	return l.enqueue(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   t.String(),
 		Payload:     payload,
 	})
+}
+
+var errQueueFull = errors.New("the device does not read its connection")
+
+// enqueue queues a delivery for the device; the writer goroutine starts
+// if none runs. A device that lets the queue fill is disconnected.
+func (l *link) enqueue(pk packets.Packet) error {
+	if l.cl.Closed() {
+		return mqtt.ErrConnectionClosed
+	}
+	l.qmu.Lock()
+	if len(l.queue) >= maxQueue {
+		l.qmu.Unlock()
+		l.Close(errQueueFull.Error())
+		return errQueueFull
+	}
+	l.queue = append(l.queue, pk)
+	start := !l.writing
+	l.writing = true
+	l.qmu.Unlock()
+	if start {
+		l.b.drains.Add(1)
+		go func() {
+			defer l.b.drains.Done()
+			l.drain()
+		}()
+	}
+	return nil
+}
+
+// drain writes queued deliveries in order until the queue is empty. A
+// write that fails (its deadline passed: the device's socket stayed full)
+// disconnects the device and drops what is queued.
+func (l *link) drain() {
+	for {
+		l.qmu.Lock()
+		if len(l.queue) == 0 || l.cl.Closed() {
+			l.queue, l.writing = nil, false
+			l.qmu.Unlock()
+			return
+		}
+		pk := l.queue[0]
+		l.queue[0] = packets.Packet{}
+		l.queue = l.queue[1:]
+		l.qmu.Unlock()
+		if err := l.cl.WritePacket(pk); err != nil {
+			l.Close("writing to the device failed: " + err.Error())
+		}
+	}
 }

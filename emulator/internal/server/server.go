@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/amqp"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/broker"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/wsgate"
 )
 
 // StoreFile is the bbolt file in the data directory.
@@ -83,6 +85,7 @@ type Server struct {
 	hub    *hub.Hub
 	broker *broker.Broker
 	amqp   *amqp.Server
+	ws     *wsgate.Gate
 	caPEM  []byte
 
 	mqttLn, httpsLn, adminLn, amqpLn net.Listener
@@ -215,22 +218,23 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 		if s.amqpLn, err = net.Listen("tcp", s.cfg.AMQPAddr); err != nil {
 			return fmt.Errorf("amqp listener: %w", err)
 		}
-		s.amqp = amqp.New(s.hub, s.log)
+		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.ServiceAuthorizer(s.hub)})
+		amqp.ServeService(s.amqp, s.hub)
 		s.amqp.Serve(tls.NewListener(s.amqpLn, tlsCfg))
 	}
 	s.broker.Serve(tls.NewListener(s.mqttLn, tlsCfg))
 
 	api := rest.New(s.hub, rest.Config{Logger: s.log})
-	var wsOthers map[string]func(net.Conn)
+	routes := []wsgate.Route{{Path: topic.WebSocketPath, Subprotocol: "mqtt", Serve: s.broker.ServeConn}}
 	if s.amqp != nil {
 		// The service clients' AMQP over WebSocket shares the path.
-		wsOthers = map[string]func(net.Conn){"AMQPWSB10": s.amqp.ServeConn}
+		routes = append(routes, wsgate.Route{Path: topic.WebSocketPath, Subprotocol: "AMQPWSB10", Serve: s.amqp.ServeConn})
 	}
-	ws := s.broker.WebSocketHandler(wsOthers)
+	s.ws = wsgate.New(s.log, routes...)
 	s.https = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == broker.WebSocketPath {
-				ws.ServeHTTP(w, r)
+			if s.ws.Handles(r.URL.Path) {
+				s.ws.ServeHTTP(w, r)
 				return
 			}
 			api.ServeHTTP(w, r)
@@ -287,8 +291,11 @@ func (s *Server) close() error {
 			ln.Close()
 		}
 	}
-	// AMQP first: its WebSocket connections hold the broker's WebSocket
-	// handler, which the broker waits for.
+	// The WebSocket connections first: each is served by the AMQP engine
+	// or the broker, which wait for them.
+	if s.ws != nil {
+		s.ws.Close()
+	}
 	if s.amqp != nil {
 		s.amqp.Close()
 	}

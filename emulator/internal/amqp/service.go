@@ -1,0 +1,163 @@
+package amqp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/sas"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// ServeService registers the nodes an IoT Hub service client uses
+// (service-api §8): /messages/devicebound, where cloud-to-device messages
+// are sent, and /messages/serviceBound/feedback, where what became of them
+// is received. Both need a claim with ServiceConnect.
+func ServeService(s *Server, h *hub.Hub) {
+	s.Handle(wire.C2DNode, &c2dNode{hub: h, log: s.log})
+	s.Handle(wire.FeedbackNode, &feedbackNode{hub: h, log: s.log})
+}
+
+// ServiceAuthorizer checks a token of one of the hub's shared access
+// policies, as put on $cbs by the service SDKs; the claim holds the
+// policy's rights.
+func ServiceAuthorizer(h *hub.Hub) func(audience, tokenType, token string) (Claim, error) {
+	return func(audience, _, token string) (Claim, error) {
+		if err := h.AuthorizeService(token, hub.ServiceConnect); err != nil {
+			return Claim{}, err
+		}
+		tok, err := sas.Parse(token)
+		if err != nil {
+			return Claim{}, err
+		}
+		exp, _ := tok.ExpiresAt()
+		p, _ := h.Policy(tok.KeyName)
+		return Claim{Audience: audience, Subject: tok.KeyName, Rights: uint64(p.Rights), Expiry: exp}, nil
+	}
+}
+
+// serviceConnect is a claim that lets a service client in.
+func serviceConnect(c Claim) bool { return hub.Rights(c.Rights)&hub.ServiceConnect != 0 }
+
+var errNoClaim = wire.Errorf("amqp:unauthorized-access", "put a service token with ServiceConnect on $cbs first")
+
+// c2dNode takes cloud-to-device messages addressed, in their to property,
+// to /devices/{id}/messages/devicebound.
+type c2dNode struct {
+	hub *hub.Hub
+	log *slog.Logger
+}
+
+func (n *c2dNode) Attach(*Link) *wire.Error { return nil }
+
+func (n *c2dNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
+	if !l.Authorized(serviceConnect) {
+		return &wire.Rejected{Error: errNoClaim}
+	}
+	var props wire.Properties
+	if m.Properties != nil {
+		props = *m.Properties
+	}
+	_, segs := normalise(props.To)
+	if len(segs) != 4 || !strings.EqualFold(segs[0], "devices") || segs[1] == "" ||
+		!strings.EqualFold(segs[2], "messages") || !strings.EqualFold(segs[3], "devicebound") {
+		return &wire.Rejected{Error: wire.Errorf("amqp:invalid-field", "the to property %q is not /devices/{deviceId}/messages/devicebound", props.To)}
+	}
+	id := segs[1]
+	msg := hub.C2DMessage{
+		Body:            m.Body(),
+		MessageID:       idString(props.MessageID),
+		CorrelationID:   idString(props.CorrelationID),
+		UserID:          string(props.UserID),
+		ContentType:     string(props.ContentType),
+		ContentEncoding: string(props.ContentEncoding),
+		ExpiryTime:      props.AbsoluteExpiryTime,
+		Properties:      map[string]string{},
+	}
+	for k, v := range m.ApplicationProperties {
+		name := wire.AsString(k)
+		if name == "iothub-ack" {
+			msg.Ack = wire.AsString(v)
+			continue
+		}
+		if name != "" {
+			msg.Properties[name] = fmt.Sprint(v)
+		}
+	}
+	if len(msg.Properties) == 0 {
+		msg.Properties = nil
+	}
+	if _, err := n.hub.SendC2D(context.Background(), id, msg); err != nil {
+		return &wire.Rejected{Error: &wire.Error{Condition: wire.Condition(iothub.CodeOf(err)), Description: err.Error()}}
+	}
+	n.log.Info("cloud-to-device message queued over AMQP", "device", id, "messageId", msg.MessageID)
+	return &wire.Accepted{}
+}
+
+// idString renders a message or correlation id, which may be a string, a
+// uuid, a number or binary.
+func idString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case wire.UUID:
+		h := hex.EncodeToString(x[:])
+		return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case []byte:
+		return string(x)
+	}
+	return ""
+}
+
+// feedbackNode sends the hub's feedback records, a JSON array per batch.
+type feedbackNode struct {
+	hub *hub.Hub
+	log *slog.Logger
+}
+
+func (n *feedbackNode) Attach(l *Link) *wire.Error {
+	if !l.Authorized(serviceConnect) {
+		return errNoClaim
+	}
+	return nil
+}
+
+// Serve takes a batch of records only once the client has given credit,
+// so a client that attaches and withholds credit takes none. Records live
+// in memory; a batch taken as the connection fails is lost.
+func (n *feedbackNode) Serve(l *Link) {
+	ctx := l.Context()
+	for {
+		if err := l.WaitCredit(ctx); err != nil {
+			return
+		}
+		recs, err := n.hub.TakeFeedback(ctx)
+		if err != nil {
+			return
+		}
+		body, err := json.Marshal(recs)
+		if err != nil {
+			return
+		}
+		var id wire.UUID
+		_, _ = rand.Read(id[:])
+		msg := &wire.Message{
+			Properties: &wire.Properties{MessageID: id, To: wire.FeedbackNode,
+				ContentType: iothub.FeedbackContentType, ContentEncoding: "utf-8"},
+			Data: [][]byte{body},
+		}
+		if err := l.Send(ctx, msg); err != nil {
+			return
+		}
+		n.log.Info("feedback sent over AMQP", "records", len(recs))
+	}
+}
