@@ -1,18 +1,3 @@
-// Package hub is the behaviour of IoT Hub: the identity registry, device
-// twins (versions, etags, $metadata, merge rules), direct-method
-// correlation and timeouts, device connections and telemetry.
-//
-// It knows nothing of MQTT, HTTP or the storage engine. The adapters call
-// it: the broker for devices, the REST face for back-end apps. It keeps
-// every device in memory for fast reads and queries and writes each change
-// through a Store before acknowledging it, so what the hub acknowledged
-// survives a crash.
-//
-// Each device has one writer lock, held while its change is committed, so
-// changes to one device are applied and delivered in order while different
-// devices commit concurrently (and share commits where the Store batches
-// them). Readers never take it: a device's persisted state is an immutable
-// snapshot swapped in after each commit.
 package hub
 
 import (

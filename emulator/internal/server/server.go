@@ -73,6 +73,9 @@ type Config struct {
 	// certificates of certificateAuthority devices: on Azure, the CA
 	// certificates uploaded to the hub and verified.
 	X509CAFiles []string
+	// WriteTimeout bounds each write to a device or an AMQP client; one
+	// whose socket stays full that long is disconnected. Zero means 10 s.
+	WriteTimeout time.Duration
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
 }
@@ -151,7 +154,7 @@ func Open(cfg Config) (s *Server, err error) {
 			return nil, err
 		}
 	}
-	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient}); err != nil {
+	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout}); err != nil {
 		return nil, err
 	}
 	if err := s.broker.Start(); err != nil {
@@ -218,7 +221,7 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 		if s.amqpLn, err = net.Listen("tcp", s.cfg.AMQPAddr); err != nil {
 			return fmt.Errorf("amqp listener: %w", err)
 		}
-		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.ServiceAuthorizer(s.hub)})
+		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.ServiceAuthorizer(s.hub), WriteTimeout: s.cfg.WriteTimeout})
 		amqp.ServeService(s.amqp, s.hub)
 		s.amqp.Serve(tls.NewListener(s.amqpLn, tlsCfg))
 	}
