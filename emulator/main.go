@@ -47,6 +47,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	x509CA := f.String("x509-ca", "", "comma-separated PEM files of CA certificates that sign certificateAuthority devices (the verified CAs of an Azure hub)")
 	cfgInterval := f.Duration("configuration-interval", 10*time.Second, "how often automatic device configurations are applied to the twins, besides right after one changes (Azure: about 5 minutes)")
 	maxJobs := f.Int("max-concurrent-jobs", 10, "jobs that may be queued, scheduled or running at once (Azure: 1 on S1, 5 on S2, 10 on S3)")
+	ehName := f.String("eventhub-name", "", "Event Hub-compatible name of the built-in endpoint (default: the first label of the first host name)")
+	groups := f.String("consumer-groups", "", "comma-separated consumer groups of the built-in endpoint besides $Default")
+	partitions := f.Int("partitions", 4, "partitions of the built-in endpoint (Azure's default: 4)")
+	retention := f.Duration("retention", 24*time.Hour, "how long telemetry is kept for the built-in endpoint (Azure's default: 1 day)")
+	retainEvents := f.Int("retain-events", 100000, "most events kept per partition, so a flood cannot fill the disk")
 	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
 		return err
@@ -60,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, AMQPAddr: *amqpAddr, SeedFile: *seedFile,
 		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
 		X509CAFiles: cmdline.SplitList(*x509CA), ConfigurationInterval: *cfgInterval,
+		EventHubName: *ehName, ConsumerGroups: cmdline.SplitList(*groups), Partitions: *partitions,
+		Retention: *retention, RetainEvents: int64(*retainEvents),
 	}
 	if *skew == 0 {
 		cfg.TokenSkew = -1
@@ -75,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"startup", time.Since(start).Round(time.Millisecond).String(),
 		"mqtt", s.MQTTAddr(), "https", s.HTTPSAddr(), "amqp", s.AMQPAddr(), "admin", s.AdminAddr(), "ca", s.CAPath())
 	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
+	if s.AMQPAddr() != "" {
+		eh, _ := s.EventHubConnectionString("service")
+		fmt.Fprintf(stdout, "Event Hubs-compatible endpoint: %s\n", eh)
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil

@@ -330,6 +330,16 @@ func Append(b []byte, v any) ([]byte, error) {
 		}
 		b = binary.BigEndian.AppendUint32(append(b, 0xf0), uint32(len(body)))
 		return append(b, body...), nil
+	case []string:
+		// An array of strings, as Event Hubs sends partition ids.
+		body := binary.BigEndian.AppendUint32(nil, uint32(len(x)))
+		body = append(body, 0xb1)
+		for _, s := range x {
+			body = binary.BigEndian.AppendUint32(body, uint32(len(s)))
+			body = append(body, s...)
+		}
+		b = binary.BigEndian.AppendUint32(append(b, 0xf0), uint32(len(body)))
+		return append(b, body...), nil
 	case []any:
 		return appendCompound(b, 0xd0, x)
 	case map[any]any:

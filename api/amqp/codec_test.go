@@ -31,7 +31,11 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("round trip of %#v: %#v, %d left, %v", v, got, len(rest), err)
 		}
 	}
-	b, _ := Append(nil, []Symbol{"ANONYMOUS", "PLAIN"})
+	b, _ := Append(nil, []string{"0", "1"})
+	if got, _, err := Decode(b); err != nil || !reflect.DeepEqual(got, []any{"0", "1"}) || b[0] != 0xf0 {
+		t.Errorf("string array: %#v, %v", got, err)
+	}
+	b, _ = Append(nil, []Symbol{"ANONYMOUS", "PLAIN"})
 	if got, _, err := Decode(b); err != nil || !reflect.DeepEqual(got, []any{Symbol("ANONYMOUS"), Symbol("PLAIN")}) {
 		t.Errorf("symbol array: %#v, %v", got, err)
 	}

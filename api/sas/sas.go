@@ -192,6 +192,30 @@ func (t Token) Verify(now time.Time, skew time.Duration, keys ...string) error {
 	return nil
 }
 
+// VerifyEventHubs checks a token as the Event Hubs clients sign it: the
+// HMAC keyed with the key string's UTF-8 bytes, not its base64 decoding
+// (next-wave-protocols §1.2). Expiry is checked as in Verify.
+func (t Token) VerifyEventHubs(now time.Time, skew time.Duration, keys ...string) error {
+	exp, err := t.ExpiresAt()
+	if err != nil {
+		return err
+	}
+	signed := false
+	for _, k := range keys {
+		if k != "" && hmac.Equal([]byte(Sign(t.Resource, t.Expiry, []byte(k))), []byte(t.Signature)) {
+			signed = true
+			break
+		}
+	}
+	if !signed {
+		return ErrSignature
+	}
+	if now.After(exp.Add(skew)) {
+		return ErrExpired
+	}
+	return nil
+}
+
 // Covers reports whether a token whose decoded sr is audience grants access
 // to resource: audience must be a segment-wise prefix of resource
 // ("a/b" covers "a/b/c", not "a/bc"), compared case-insensitively, with a

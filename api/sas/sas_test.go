@@ -166,3 +166,35 @@ func FuzzParse(f *testing.F) {
 		_ = tok.Verify(time.Unix(0, 0), DefaultSkew, vectorKey)
 	})
 }
+
+// Ensure that Event Hubs tokens verify with the key string's bytes, with
+// the vectors core-amqp's createSasTokenProvider produced for this key
+// (next-wave-protocols §1.2), and that the base64-decoded key's signature
+// does not.
+func TestVerifyEventHubs(t *testing.T) {
+	const key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	now := time.Unix(1735689000, 0)
+	for _, tok := range []string{
+		"SharedAccessSignature sr=sb%3A%2F%2Flocalhost%2Fmyhub&sig=qvjNuiNRDT%2BDN8lC%2Fj0BxMOJRwLTmd9RHmqM8IcPV2Y%3D&se=1735689600&skn=iothubowner",
+		"SharedAccessSignature sr=sb%3A%2F%2Flocalhost%2Fmyhub%2FConsumerGroups%2F%24default%2FPartitions%2F0&sig=9xhOgUBCrOySjyurJnXoeUh8NvukcOnN8BdTOn1x1Eo%3D&se=1735689600&skn=iothubowner",
+		"SharedAccessSignature sr=sb%3A%2F%2Flocalhost%2Fmyhub%2F%24management&sig=UZ0P4MqzpBH%2FWxDD4ATxlE8RMTGxauB1bbcPj50%2FMnI%3D&se=1735689600&skn=iothubowner",
+	} {
+		p, err := Parse(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.VerifyEventHubs(now, 0, "other", key); err != nil {
+			t.Errorf("%s: %v", tok, err)
+		}
+		if err := p.VerifyEventHubs(now.Add(time.Hour), 0, key); err != ErrExpired {
+			t.Errorf("an hour later: %v", err)
+		}
+	}
+	wrong, _ := Parse("SharedAccessSignature sr=sb%3A%2F%2Flocalhost%2Fmyhub&sig=xOp1LRwtkjGgI%2F9ngcZrRq4yfMnI%2BmrIbcAyTcztoQE%3D&se=1735689600&skn=iothubowner")
+	if err := wrong.VerifyEventHubs(now, 0, key); err != ErrSignature {
+		t.Errorf("signed with the decoded key: %v", err)
+	}
+	if err := wrong.Verify(now, 0, key); err != nil {
+		t.Errorf("the decoded key's signature is an IoT Hub token: %v", err)
+	}
+}

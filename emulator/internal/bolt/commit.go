@@ -24,11 +24,18 @@ type write struct {
 // a lone write waits for one fsync and a crowd shares each one; bbolt's
 // own Batch would hold every write for a fixed delay instead.
 func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	return <-s.enqueue(fn)
+}
+
+// enqueue queues fn for the writer and returns where its outcome will
+// arrive; writes are committed in the order they were queued.
+func (s *Store) enqueue(fn func(*bbolt.Tx) error) <-chan error {
 	w := write{fn: fn, done: make(chan error, 1)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return errClosed
+		w.done <- errClosed
+		return w.done
 	}
 	s.queue = append(s.queue, w)
 	select {
@@ -36,7 +43,7 @@ func (s *Store) update(fn func(*bbolt.Tx) error) error {
 	default: // the writer is already due to look at the queue
 	}
 	s.mu.Unlock()
-	return <-w.done
+	return w.done
 }
 
 // writer commits queued writes until Close, then drains what is left.

@@ -178,7 +178,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	if l.will != nil && err != nil && !errors.Is(err, packets.CodeDisconnect) {
 		if t, perr := topic.Parse(l.will.topic); perr == nil {
-			l.conn.Telemetry(t.ModuleID, bagMap(t.Properties, "iothub-MessageType", "Will"), l.will.payload)
+			if err := l.conn.Telemetry(t.ModuleID, bagMap(t.Properties, "iothub-MessageType", "Will"), l.will.payload); err != nil {
+				h.b.log.Error("will not stored", "client", cl.ID, "error", err)
+			}
 		}
 	}
 	h.b.hub.Detach(l.conn)
@@ -330,7 +332,11 @@ func (b *Broker) handlePublish(l *link, name string, payload []byte) string {
 		if len(payload)+len(name) > maxTelemetry {
 			return "telemetry message larger than 256 KB"
 		}
-		l.conn.Telemetry(t.ModuleID, bagMap(t.Properties), payload)
+		// The PUBACK follows once the message is durable; a message that
+		// could not be stored is never acknowledged.
+		if err := l.conn.Telemetry(t.ModuleID, bagMap(t.Properties), payload); err != nil {
+			return "the message could not be stored: " + err.Error()
+		}
 	default:
 		return fmt.Sprintf("devices cannot publish to %s topics", t.Kind)
 	}

@@ -275,3 +275,39 @@ func (h *Hub) rememberToken(header string, tok sas.Token, rights Rights) {
 	}
 	h.serviceTokens.Store(header, verifiedToken{until: exp.Add(h.opts.TokenSkew), rights: rights})
 }
+
+// AuthorizeEventHubs checks a token an Event Hubs client signed for the
+// built-in endpoint: sr is sb://{host}[:port]/..., signed with a policy
+// key's UTF-8 bytes (next-wave-protocols §1.2), and the policy must have
+// ServiceConnect. It returns the token's expiry.
+func (h *Hub) AuthorizeEventHubs(token string) (time.Time, error) {
+	fail := func(reason string) (time.Time, error) {
+		h.log.Info("event hubs token refused", "reason", reason)
+		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized")
+	}
+	tok, err := sas.Parse(token)
+	if err != nil {
+		return fail(err.Error())
+	}
+	p, ok := h.Policy(tok.KeyName)
+	if !ok {
+		return fail("unknown policy " + tok.KeyName)
+	}
+	aud, _ := tok.Audience()
+	rest, found := strings.CutPrefix(strings.ToLower(aud), "sb://")
+	if !found {
+		rest, found = strings.CutPrefix(strings.ToLower(aud), "amqps://")
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	if !found || !h.knownHost(host) {
+		return fail("token audience " + aud + " is not this hub's endpoint")
+	}
+	if err := tok.VerifyEventHubs(h.now(), h.opts.TokenSkew, p.PrimaryKey, p.SecondaryKey); err != nil {
+		return fail(err.Error())
+	}
+	if p.Rights&ServiceConnect == 0 {
+		return fail("policy " + p.Name + " lacks ServiceConnect")
+	}
+	exp, _ := tok.ExpiresAt()
+	return exp, nil
+}

@@ -86,6 +86,19 @@ type Options struct {
 	// certificates of certificateAuthority identities. Nil means none: such
 	// identities cannot connect.
 	X509Roots *x509.CertPool
+	// Events is the telemetry log the built-in Event Hubs-compatible
+	// endpoint reads. Nil keeps no log: telemetry is only counted as
+	// activity and kept among each device's recent messages.
+	Events EventLog
+	// Partitions is the number of partitions of the telemetry log. Zero
+	// means 4, Azure's default.
+	Partitions int
+	// Retention is how long events are kept. Zero means a day, Azure's
+	// default.
+	Retention time.Duration
+	// RetainEvents bounds the events kept per partition, so a flood
+	// cannot fill the disk. Zero means 100,000.
+	RetainEvents int64
 	// Now is the clock. Zero means time.Now.
 	Now func() time.Time
 	// Logger receives structured logs. Zero means slog.Default().
@@ -118,6 +131,15 @@ func (o *Options) setDefaults() {
 	if o.MessagesKept == 0 {
 		o.MessagesKept = 100
 	}
+	if o.Partitions <= 0 {
+		o.Partitions = 4
+	}
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.RetainEvents <= 0 {
+		o.RetainEvents = 100_000
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -148,6 +170,7 @@ type Hub struct {
 
 	cfgs     cfgState
 	feedback feedbackState
+	ev       events
 }
 
 // New returns a hub that persists devices to store, and jobs and
@@ -168,6 +191,9 @@ func New(store Store, svc ServiceStore, opts Options) (*Hub, error) {
 	}
 	if err := h.loadConfigurations(); err != nil {
 		return nil, err
+	}
+	if err := h.openEvents(); err != nil {
+		return nil, fmt.Errorf("open telemetry log: %w", err)
 	}
 	return h, nil
 }

@@ -2,6 +2,8 @@ package hub
 
 import (
 	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
 // Message is a device-to-cloud message as the hub keeps it.
@@ -14,20 +16,30 @@ type Message struct {
 }
 
 // Telemetry accepts a device-to-cloud message from c: it updates the
-// device's lastActivityTime and keeps the message among the device's most
-// recent ones (device-protocol §8).
-func (c *Conn) Telemetry(moduleID string, props map[string]string, body []byte) {
+// device's lastActivityTime, keeps the message among the device's most
+// recent ones and appends it to the telemetry log (device-protocol §8),
+// returning once it is durable there, so the device's acknowledgement
+// follows the write.
+func (c *Conn) Telemetry(moduleID string, props map[string]string, body []byte) error {
 	now := c.hub.now()
-	c.e.live.lastActivity.Store(now.UnixNano())
-	m := Message{DeviceID: c.e.id, ModuleID: moduleID, Properties: props, Body: body, EnqueuedTime: now}
 	e := c.e
+	e.live.lastActivity.Store(now.UnixNano())
+	rec := e.rec.Load()
+	deviceID := rec.Device.DeviceID
+	m := Message{DeviceID: e.id, ModuleID: moduleID, Properties: props, Body: body, EnqueuedTime: now}
 	e.msgMu.Lock()
-	defer e.msgMu.Unlock()
 	if n := c.hub.opts.MessagesKept; len(e.messages) >= n {
 		copy(e.messages, e.messages[len(e.messages)-n+1:])
 		e.messages = e.messages[:n-1]
 	}
 	e.messages = append(e.messages, m)
+	e.msgMu.Unlock()
+	auth := "sas"
+	if t := rec.Device.Authentication.Type; t == iothub.AuthSelfSigned || t == iothub.AuthCertificateAuthority {
+		auth = "x509"
+	}
+	return c.hub.appendEvent(Event{Enqueued: now, DeviceID: deviceID, ModuleID: moduleID, GenerationID: rec.Device.GenerationID,
+		AuthType: auth, ModelID: rec.Twin.ModelID, Properties: props, Body: body})
 }
 
 // Messages returns a device's most recent telemetry, oldest first.

@@ -15,10 +15,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/amqp"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
@@ -73,6 +75,18 @@ type Config struct {
 	// certificates of certificateAuthority devices: on Azure, the CA
 	// certificates uploaded to the hub and verified.
 	X509CAFiles []string
+	// EventHubName is the built-in endpoint's Event Hub-compatible name.
+	// Zero means the first label of the first host name.
+	EventHubName string
+	// ConsumerGroups are the built-in endpoint's consumer groups besides
+	// $Default.
+	ConsumerGroups []string
+	// Partitions is the built-in endpoint's partition count. Zero means 4.
+	Partitions int
+	// Retention is how long telemetry is kept. Zero means a day.
+	Retention time.Duration
+	// RetainEvents bounds the events kept per partition. Zero means 100,000.
+	RetainEvents int64
 	// WriteTimeout bounds each write to a device or an AMQP client; one
 	// whose socket stays full that long is disconnected. Zero means 10 s.
 	WriteTimeout time.Duration
@@ -141,6 +155,10 @@ func Open(cfg Config) (s *Server, err error) {
 		Policies:              hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
 		TokenSkew:             cfg.TokenSkew,
 		MaxConcurrentJobs:     cfg.MaxConcurrentJobs,
+		Events:                s.store,
+		Partitions:            cfg.Partitions,
+		Retention:             cfg.Retention,
+		RetainEvents:          cfg.RetainEvents,
 		Logger:                cfg.Logger,
 	})
 	if err != nil {
@@ -179,6 +197,8 @@ func setDefaults(cfg *Config) {
 	def(&cfg.HTTPSAddr, ":443")
 	def(&cfg.AdminAddr, ":8080")
 	def(&cfg.AMQPAddr, ":5671")
+	hubName, _, _ := strings.Cut(cfg.HostNames[0], ".")
+	def(&cfg.EventHubName, hubName)
 	if cfg.KeySeed != "" && cfg.KeySeed2 == "" {
 		// A private primary seed must not leave well-known secondary keys.
 		cfg.KeySeed2 = cfg.KeySeed + ":secondary"
@@ -221,8 +241,9 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 		if s.amqpLn, err = net.Listen("tcp", s.cfg.AMQPAddr); err != nil {
 			return fmt.Errorf("amqp listener: %w", err)
 		}
-		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.ServiceAuthorizer(s.hub), WriteTimeout: s.cfg.WriteTimeout})
+		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.EventHubsAuthorizer(s.hub), WriteTimeout: s.cfg.WriteTimeout})
 		amqp.ServeService(s.amqp, s.hub)
+		amqp.ServeEventHubs(s.amqp, s.hub, amqp.EventHubsConfig{Name: s.cfg.EventHubName, ConsumerGroups: s.cfg.ConsumerGroups})
 		s.amqp.Serve(tls.NewListener(s.amqpLn, tlsCfg))
 	}
 	s.broker.Serve(tls.NewListener(s.mqttLn, tlsCfg))
@@ -231,7 +252,9 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 	routes := []wsgate.Route{{Path: topic.WebSocketPath, Subprotocol: "mqtt", Serve: s.broker.ServeConn}}
 	if s.amqp != nil {
 		// The service clients' AMQP over WebSocket shares the path.
-		routes = append(routes, wsgate.Route{Path: topic.WebSocketPath, Subprotocol: "AMQPWSB10", Serve: s.amqp.ServeConn})
+		routes = append(routes, wsgate.Route{Path: topic.WebSocketPath, Subprotocol: "AMQPWSB10", Serve: s.amqp.ServeConn},
+			// Event Hubs clients open AMQP over WebSocket on their own path.
+			wsgate.Route{Path: eventhubs.ServiceBusWSPath, Subprotocol: "AMQPWSB10", Serve: s.amqp.ServeConn})
 	}
 	s.ws = wsgate.New(s.log, routes...)
 	s.https = &http.Server{
@@ -348,6 +371,20 @@ func (s *Server) ServiceConnectionString(policy string) (string, error) {
 		return "", fmt.Errorf("no policy %q", policy)
 	}
 	return connstr.Service{HostName: s.HostName(), SharedAccessKeyName: p.Name, SharedAccessKey: p.PrimaryKey}.String(), nil
+}
+
+// EventHubConnectionString returns the built-in endpoint's Event
+// Hubs-compatible connection string for a policy, as the portal shows it.
+func (s *Server) EventHubConnectionString(policy string) (string, error) {
+	p, ok := s.hub.Policy(policy)
+	if !ok {
+		return "", fmt.Errorf("no policy %q", policy)
+	}
+	port := 0
+	if s.amqpLn != nil {
+		port = s.amqpLn.Addr().(*net.TCPAddr).Port
+	}
+	return eventhubs.ConnectionString(s.HostName(), port, p.Name, p.PrimaryKey, s.cfg.EventHubName), nil
 }
 
 // Hub returns the hub (for the emulator's own tests and tools).
