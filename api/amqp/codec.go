@@ -322,24 +322,14 @@ func Append(b []byte, v any) ([]byte, error) {
 		return appendVariable(b, 0xa3, []byte(x)), nil
 	case []Symbol:
 		// An array of symbols, as capabilities and mechanisms are sent.
-		body := binary.BigEndian.AppendUint32(nil, uint32(len(x)))
-		body = append(body, 0xb3)
-		for _, s := range x {
-			body = binary.BigEndian.AppendUint32(body, uint32(len(s)))
-			body = append(body, s...)
+		items := make([]string, len(x))
+		for i, sym := range x {
+			items[i] = string(sym)
 		}
-		b = binary.BigEndian.AppendUint32(append(b, 0xf0), uint32(len(body)))
-		return append(b, body...), nil
+		return appendArray(b, 0xb3, items), nil
 	case []string:
 		// An array of strings, as Event Hubs sends partition ids.
-		body := binary.BigEndian.AppendUint32(nil, uint32(len(x)))
-		body = append(body, 0xb1)
-		for _, s := range x {
-			body = binary.BigEndian.AppendUint32(body, uint32(len(s)))
-			body = append(body, s...)
-		}
-		b = binary.BigEndian.AppendUint32(append(b, 0xf0), uint32(len(body)))
-		return append(b, body...), nil
+		return appendArray(b, 0xb1, x), nil
 	case []any:
 		return appendCompound(b, 0xd0, x)
 	case map[any]any:
@@ -357,6 +347,18 @@ func Append(b []byte, v any) ([]byte, error) {
 		return Append(b, x.Value)
 	}
 	return nil, fmt.Errorf("amqp: cannot encode %T", v)
+}
+
+// appendArray appends an array32 of str32 or sym32 items.
+func appendArray(b []byte, code byte, items []string) []byte {
+	body := binary.BigEndian.AppendUint32(nil, uint32(len(items)))
+	body = append(body, code)
+	for _, s := range items {
+		body = binary.BigEndian.AppendUint32(body, uint32(len(s)))
+		body = append(body, s...)
+	}
+	b = binary.BigEndian.AppendUint32(append(b, 0xf0), uint32(len(body)))
+	return append(b, body...)
 }
 
 func appendVariable(b []byte, code byte, v []byte) []byte {

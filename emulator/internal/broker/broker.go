@@ -115,14 +115,9 @@ func (b *Broker) Serve(ln net.Listener) {
 
 // establish runs one connection in its own goroutine.
 func (b *Broker) establish(listener string, c net.Conn) {
-	b.mu.Lock()
-	if b.closing {
-		b.mu.Unlock()
-		c.Close()
+	if !b.track(c) {
 		return
 	}
-	b.wg.Add(1)
-	b.mu.Unlock()
 	go func() {
 		defer b.wg.Done()
 		b.serveConn(listener, c)
@@ -132,16 +127,24 @@ func (b *Broker) establish(listener string, c net.Conn) {
 // ServeConn serves one MQTT connection that arrived another way (a
 // WebSocket, say) until it ends.
 func (b *Broker) ServeConn(c net.Conn) {
-	b.mu.Lock()
-	if b.closing {
-		b.mu.Unlock()
-		c.Close()
+	if !b.track(c) {
 		return
 	}
-	b.wg.Add(1)
-	b.mu.Unlock()
 	defer b.wg.Done()
 	b.serveConn("wss", c)
+}
+
+// track counts a connection in b.wg, or closes it if the broker is
+// closing.
+func (b *Broker) track(c net.Conn) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		c.Close()
+		return false
+	}
+	b.wg.Add(1)
+	return true
 }
 
 func (b *Broker) serveConn(listener string, c net.Conn) {
