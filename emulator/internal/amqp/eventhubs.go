@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
@@ -56,6 +57,10 @@ type eventHubs struct {
 	hub *hub.Hub
 	cfg EventHubsConfig
 	log *slog.Logger
+	// starts holds each attached receiver's start, resolved once at its
+	// attach (so @latest means the end when the link was accepted) until
+	// Serve takes it.
+	starts sync.Map // *Link → int64
 }
 
 func status(code int32, desc string) map[any]any {
@@ -189,9 +194,11 @@ func (e *eventHubs) Attach(l *Link) *wire.Error {
 	if !ok {
 		return wire.Errorf("amqp:not-found", "partition '%s' does not exist", a.Partition)
 	}
-	if _, err := e.start(l, p); err != nil {
+	seq, err := e.start(l, p)
+	if err != nil {
 		return err
 	}
+	e.starts.Store(l, seq)
 	// The real endpoint sends pre-settled: say so unless the client chose.
 	if l.Reply.SndSettleMode == nil {
 		settled := wire.SndSettled
@@ -206,11 +213,8 @@ func (e *eventHubs) Attach(l *Link) *wire.Error {
 func (e *eventHubs) Serve(l *Link) {
 	a, _ := eventhubs.ParsePartitionAddress(l.Segments)
 	p, _ := e.partition(a.Partition)
-	seq, werr := e.start(l, p)
-	if werr != nil {
-		l.Detach(werr)
-		return
-	}
+	v, _ := e.starts.LoadAndDelete(l)
+	seq := v.(int64)
 	metrics := false
 	for _, c := range l.Attach.DesiredCapabilities {
 		metrics = metrics || c == eventhubs.ReceiverRuntime
