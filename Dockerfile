@@ -14,6 +14,6 @@ FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/ /usr/local/bin/
 COPY emulator/demo-seed.json /etc/iothub/demo-seed.json
 # MQTT over TLS, HTTPS (REST and MQTT over WebSocket), admin (health, CA).
-EXPOSE 8883 443 5671 8080
+EXPOSE 8883 443 5671 5672 8080
 ENTRYPOINT []
 CMD ["emulator"]

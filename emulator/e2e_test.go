@@ -122,10 +122,9 @@ func serviceEnv(e *emulatortest.Env) []string {
 func TestE2EReboot(t *testing.T) {
 	bin := binaries(t)
 	data := t.TempDir()
-	_, mqttAddr, httpsAddr := emulatorProcess(t, filepath.Join(bin, "emulator"), data)
-	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
-	_, mqttPort, _ := net.SplitHostPort(mqttAddr)
-	env := []string{"IOTHUB_CONNECTION_STRING=HostName=localhost:" + httpsPort + ";SharedAccessKeyName=iothubowner;SharedAccessKey=GaHAKSjysEceGcPA0jGDrtY8nrstA90TMPPz0L5xHxw=",
+	_, at := emulatorProcess(t, filepath.Join(bin, "emulator"), data)
+	_, mqttPort, _ := net.SplitHostPort(at.mqtt)
+	env := []string{"IOTHUB_CONNECTION_STRING=" + serviceCS(at.https).String(),
 		"IOTHUB_CA_FILE=" + filepath.Join(data, "ca.pem")}
 	out, err := runBin(t, filepath.Join(bin, "invoker"), env, "device", "create", "-device", "sim-1", "-output", "json")
 	var created struct{ ConnectionString string }
@@ -154,9 +153,9 @@ func TestE2EReboot(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("no reboot time in:\n%s", out)
 	}
-	at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out[i+len("reported rebootTime "):]))
-	if err != nil || !at.After(called) {
-		t.Fatalf("reboot time %v (%v) is not after the call at %v", at, err, called)
+	rebooted, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out[i+len("reported rebootTime "):]))
+	if err != nil || !rebooted.After(called) {
+		t.Fatalf("reboot time %v (%v) is not after the call at %v", rebooted, err, called)
 	}
 
 	// The simulated device announced its model: its digital twin has it,

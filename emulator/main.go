@@ -39,7 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mqttAddr := f.String("mqtt-addr", ":8883", "MQTT over TLS address")
 	httpsAddr := f.String("https-addr", ":443", "HTTPS address: REST API and MQTT over WebSocket")
 	adminAddr := f.String("admin-addr", ":8080", "plain-HTTP admin address: /health, /ca.pem")
-	amqpAddr := f.String("amqp-addr", ":5671", "AMQP over TLS address of service clients (cloud-to-device messages); off to serve none")
+	amqpAddr := f.String("amqp-addr", ":5671", "AMQP over TLS address of service clients (cloud-to-device messages, the Event Hubs-compatible endpoint); off to serve none")
+	amqpPlainAddr := f.String("amqp-plain-addr", ":5672", "plain AMQP address, no TLS, of Event Hubs clients given UseDevelopmentEmulator=true; off to serve none")
 	seedFile := f.String("seed-file", "", "JSON file of devices to create at start-up")
 	keySeed := f.String("key-seed", "", "secret seed of the policies' keys (default: the well-known development keys)")
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg = server.Config{
 		DataDir: *dataDir, HostNames: cmdline.SplitList(*hostNames), ExtraSANs: cmdline.SplitList(*extraSANs),
-		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, AMQPAddr: *amqpAddr, SeedFile: *seedFile,
+		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, AMQPAddr: *amqpAddr, AMQPPlainAddr: *amqpPlainAddr, SeedFile: *seedFile,
 		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
 		X509CAFiles: cmdline.SplitList(*x509CA), ConfigurationInterval: *cfgInterval,
 		EventHubName: *ehName, ConsumerGroups: cmdline.SplitList(*groups), Partitions: *partitions,
@@ -80,11 +81,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	svc, _ := s.ServiceConnectionString("iothubowner")
 	log.Info("IoT Hub emulator ready",
 		"startup", time.Since(start).Round(time.Millisecond).String(),
-		"mqtt", s.MQTTAddr(), "https", s.HTTPSAddr(), "amqp", s.AMQPAddr(), "admin", s.AdminAddr(), "ca", s.CAPath())
+		"mqtt", s.MQTTAddr(), "https", s.HTTPSAddr(), "amqp", s.AMQPAddr(), "amqp-plain", s.AMQPPlainAddr(), "admin", s.AdminAddr(), "ca", s.CAPath())
 	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
 	if s.AMQPAddr() != "" {
 		eh, _ := s.EventHubConnectionString("service")
 		fmt.Fprintf(stdout, "Event Hubs-compatible endpoint: %s\n", eh)
+	}
+	if dev, _ := s.EventHubDevelopmentConnectionString("service"); dev != "" {
+		fmt.Fprintf(stdout, "Event Hubs-compatible endpoint, plain AMQP: %s\n", dev)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

@@ -295,6 +295,11 @@ func Append(b []byte, v any) ([]byte, error) {
 	case uint32:
 		return binary.BigEndian.AppendUint32(append(b, 0x70), x), nil
 	case uint64:
+		if x < 256 {
+			// smallulong: how descriptors are sent, and the only form
+			// go-amqp accepts for a frame's performative.
+			return append(b, 0x53, byte(x)), nil
+		}
 		return binary.BigEndian.AppendUint64(append(b, 0x80), x), nil
 	case int8:
 		return append(b, 0x51, byte(x)), nil

@@ -98,6 +98,26 @@ func TestPerformativeArity(t *testing.T) {
 	}
 }
 
+// Ensure that every performative is written as go-amqp insists on
+// reading it: the descriptor code as a smallulong (0x00 0x53 code), never
+// the eight-byte ulong form the AMQP spec also allows.
+func TestPerformativeDescriptorForm(t *testing.T) {
+	for _, p := range performatives {
+		b, err := Marshal(nil, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 3 || b[0] != 0x00 || b[1] != 0x53 || uint64(b[2]) != p.Descriptor() {
+			t.Errorf("%T starts % x", p, b[:min(len(b), 10)])
+		}
+	}
+	// The selector filter's descriptor needs all eight bytes.
+	b, _ := Append(nil, Describe(0x468C00000004, "x"))
+	if !bytes.HasPrefix(b, []byte{0x00, 0x80, 0, 0, 0x46, 0x8c, 0, 0, 0, 4}) {
+		t.Errorf("the selector filter is written % x", b)
+	}
+}
+
 // Ensure that the short forms peers write decode as the fields they mean:
 // trailing fields left off, small uints, a single symbol for a multiple
 // field.

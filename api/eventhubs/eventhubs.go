@@ -44,6 +44,20 @@ const (
 	ManagementSuccess = 200
 )
 
+// The IoT Hub side of the endpoint (next-wave-protocols §1.3): clients
+// holding an IoT Hub connection string attach to HubEventsPath on the
+// hub's host and are refused with LinkRedirect, whose info names the
+// endpoint. LinkStolen detaches a receiver whose partition a receiver of
+// a higher epoch took (§1.5).
+const (
+	HubEventsPath   = "messages/events"
+	LinkRedirect    = "amqp:link:redirect"
+	LinkStolen      = "amqp:link:stolen"
+	DevelopmentPort = 5672
+	DevelopmentFlag = "UseDevelopmentEmulator=true"
+	DefaultTLSPort  = 5671
+)
+
 // Field is what a start position compares.
 type Field int
 
@@ -134,9 +148,55 @@ func ParsePartitionAddress(segments []string) (PartitionAddress, bool) {
 // ConnectionString is the Event Hubs-compatible connection string of a
 // hub policy: what the portal shows under Built-in endpoints.
 func ConnectionString(host string, port int, policy, key, eventHub string) string {
+	return connectionString(host, port, DefaultTLSPort, policy, key, eventHub)
+}
+
+// DevelopmentConnectionString is the form with UseDevelopmentEmulator=true,
+// with which the JavaScript, Go and .NET clients speak plain AMQP, with
+// no TLS, by default on port 5672 (next-wave-protocols §1.2).
+func DevelopmentConnectionString(host string, port int, policy, key, eventHub string) string {
+	return connectionString(host, port, DevelopmentPort, policy, key, eventHub) + ";" + DevelopmentFlag
+}
+
+func connectionString(host string, port, defaultPort int, policy, key, eventHub string) string {
 	endpoint := "sb://" + host + "/"
-	if port != 0 && port != 5671 {
+	if port != 0 && port != defaultPort {
 		endpoint = fmt.Sprintf("sb://%s:%d/", host, port)
 	}
 	return "Endpoint=" + endpoint + ";SharedAccessKeyName=" + policy + ";SharedAccessKey=" + key + ";EntityPath=" + eventHub
 }
+
+// SplitAudience reads the audience of a token an Event Hubs client signed
+// (next-wave-protocols §1.1): sb://, amqps:// or, from the Go client on
+// plain AMQP, amqp:// then host[:port] and the entity path. ok is false
+// for any other audience, such as an IoT Hub token's bare host name.
+func SplitAudience(audience string) (host, path string, ok bool) {
+	for _, scheme := range []string{"sb://", "amqps://", "amqp://"} {
+		if len(audience) > len(scheme) && strings.EqualFold(audience[:len(scheme)], scheme) {
+			host, path, _ = strings.Cut(audience[len(scheme):], "/")
+			return host, path, host != ""
+		}
+	}
+	return "", "", false
+}
+
+// RedirectAddress is the address an amqp:link:redirect names for a
+// client that attached to HubEventsPath/rest: the same node on the event
+// hub. The port is always written, as the clients' patterns that pick the
+// event hub's name out of it require.
+func RedirectAddress(host string, port int, eventHub, rest string) string {
+	return fmt.Sprintf("amqps://%s:%d/%s/%s", host, port, eventHub, rest)
+}
+
+// ParseRedirectAddress reads the event hub's name out of a redirect's
+// address, as the official samples do: the first path segment after
+// host:port.
+func ParseRedirectAddress(address string) (eventHub string, err error) {
+	m := redirect.FindStringSubmatch(address)
+	if m == nil {
+		return "", fmt.Errorf("eventhubs: redirect address %q names no event hub after host:port", address)
+	}
+	return m[1], nil
+}
+
+var redirect = regexp.MustCompile(`^amqps?://[^/]+:\d+/([^/]+)(/|$)`)

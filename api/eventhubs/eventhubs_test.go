@@ -1,6 +1,9 @@
 package eventhubs
 
-import "testing"
+import (
+	"regexp"
+	"testing"
+)
 
 // Ensure that the selectors the clients send parse to their positions and
 // render back as themselves, and that anything else is an error.
@@ -58,5 +61,43 @@ func TestParsePartitionAddress(t *testing.T) {
 	}
 	if _, ok := ParsePartitionAddress([]string{"hub", "Partitions", "3"}); ok {
 		t.Error("a sender's address parsed as a receiver's")
+	}
+}
+
+func TestConnectionStrings(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{ConnectionString("localhost", 5671, "service", "k=", "hub"), "Endpoint=sb://localhost/;SharedAccessKeyName=service;SharedAccessKey=k=;EntityPath=hub"},
+		{ConnectionString("localhost", 15671, "service", "k=", "hub"), "Endpoint=sb://localhost:15671/;SharedAccessKeyName=service;SharedAccessKey=k=;EntityPath=hub"},
+		{DevelopmentConnectionString("localhost", 5672, "service", "k=", "hub"), "Endpoint=sb://localhost/;SharedAccessKeyName=service;SharedAccessKey=k=;EntityPath=hub;UseDevelopmentEmulator=true"},
+		{DevelopmentConnectionString("localhost", 5671, "service", "k=", "hub"), "Endpoint=sb://localhost:5671/;SharedAccessKeyName=service;SharedAccessKey=k=;EntityPath=hub;UseDevelopmentEmulator=true"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got  %s\nwant %s", tt.got, tt.want)
+		}
+	}
+}
+
+// The clients' own patterns (next-wave-protocols §1.3) read the event
+// hub's name from what RedirectAddress writes.
+func TestRedirectAddress(t *testing.T) {
+	for _, rest := range []string{"$management", "ConsumerGroups/$Default/Partitions/0"} {
+		addr := RedirectAddress("localhost", 5671, "myhub", rest)
+		js := regexp.MustCompile(`(?i):\d+\/(.*)\/\$management`)
+		py := regexp.MustCompile(`:\d+\/.*/ConsumerGroups`)
+		if rest == "$management" && js.FindStringSubmatch(addr)[1] != "myhub" {
+			t.Errorf("%s: the JavaScript pattern does not find the event hub", addr)
+		}
+		if rest != "$management" && !py.MatchString(addr) {
+			t.Errorf("%s: the Python pattern does not match", addr)
+		}
+		if name, err := ParseRedirectAddress(addr); err != nil || name != "myhub" {
+			t.Errorf("ParseRedirectAddress(%s) = %q, %v", addr, name, err)
+		}
+	}
+	for _, bad := range []string{"", "amqps://host/myhub/$management", "sb://host:1/x", "amqps://host:1/"} {
+		if name, err := ParseRedirectAddress(bad); err == nil {
+			t.Errorf("ParseRedirectAddress(%q) = %q, want an error", bad, name)
+		}
 	}
 }

@@ -48,7 +48,7 @@ func WithConfig(fn func(*server.Config)) Option { return Option(fn) }
 func Start(tb testing.TB, opts ...Option) *Env {
 	tb.Helper()
 	cfg := server.Config{
-		MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0",
+		MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0",
 		Logger: testLogger(tb),
 	}
 	for _, o := range opts {
@@ -71,7 +71,15 @@ func (e *Env) Restart(tb testing.TB) *Env {
 	tb.Helper()
 	e.Close()
 	cfg := e.cfg
-	cfg.MQTTAddr, cfg.HTTPSAddr, cfg.AdminAddr, cfg.AMQPAddr = e.MQTTAddr(), e.HTTPSAddr(), e.AdminAddr(), e.AMQPAddr()
+	// The same ports again; a listener that was off stays off.
+	bound := func(addr, configured string) string {
+		if addr == "" {
+			return configured
+		}
+		return addr
+	}
+	cfg.MQTTAddr, cfg.HTTPSAddr, cfg.AdminAddr = e.MQTTAddr(), e.HTTPSAddr(), e.AdminAddr()
+	cfg.AMQPAddr, cfg.AMQPPlainAddr = bound(e.AMQPAddr(), cfg.AMQPAddr), bound(e.AMQPPlainAddr(), cfg.AMQPPlainAddr)
 	return Start(tb, WithConfig(func(c *server.Config) { *c = cfg }))
 }
 

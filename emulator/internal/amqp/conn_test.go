@@ -367,7 +367,7 @@ func TestEmptyPerformatives(t *testing.T) {
 func TestRefusedLink(t *testing.T) {
 	e := emulatortest.Start(t)
 	c := dial(t, e, false)
-	if a := c.attach("files", 5, true, "/messages/serviceBound/filenotifications", ""); a.Source != nil || a.Target == nil {
+	if a := c.attach("files", 5, true, "/messages/serviceBound/filenotifications", ""); a.Source != nil || a.Target != nil {
 		t.Fatalf("attach %#v", a)
 	}
 	if d := next[*amqp.Detach](c); d.Error == nil || d.Error.Condition != "amqp:not-found" {

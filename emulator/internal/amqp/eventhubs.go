@@ -11,6 +11,7 @@ import (
 
 	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
 	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
+	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
@@ -21,6 +22,11 @@ type EventHubsConfig struct {
 	Name string
 	// ConsumerGroups are the groups besides $Default, which always exists.
 	ConsumerGroups []string
+	// Host and Port are where the endpoint is reached, named in the
+	// amqp:link:redirect answer to clients that come with an IoT Hub
+	// connection string. Zero Port means 5671.
+	Host string
+	Port int
 }
 
 // ServeEventHubs registers the nodes of the hub's built-in Event
@@ -29,11 +35,16 @@ type EventHubsConfig struct {
 // consumer group, and the event hub itself, which refuses senders: the
 // built-in endpoint is read-only.
 func ServeEventHubs(s *Server, h *hub.Hub, cfg EventHubsConfig) {
-	eh := &eventHubs{hub: h, cfg: cfg, log: s.log}
+	eh := &eventHubs{hub: h, cfg: cfg, log: s.log, now: s.cfg.Now, owners: map[string][]*receiver{}}
 	s.Handle(eventhubs.ManagementNode, &RequestNode{Handle: eh.management})
 	s.Handle(cfg.Name+"/ConsumerGroups/*/Partitions/*", eh)
 	s.Handle(cfg.Name, readOnly{})
 	s.Handle(cfg.Name+"/Partitions/*", readOnly{})
+	// An IoT Hub connection string leads clients to messages/events on the
+	// hub's own host, which sends them on to the endpoint (§1.3).
+	redirect := redirectNode{cfg: cfg}
+	s.Handle(eventhubs.HubEventsPath+"/"+eventhubs.ManagementNode, redirect)
+	s.Handle(eventhubs.HubEventsPath+"/ConsumerGroups/*/Partitions/*", redirect)
 }
 
 // EventHubsAuthorizer accepts, besides the hub's service tokens, tokens
@@ -41,8 +52,13 @@ func ServeEventHubs(s *Server, h *hub.Hub, cfg EventHubsConfig) {
 func EventHubsAuthorizer(h *hub.Hub) func(audience, tokenType, token string) (Claim, error) {
 	service := ServiceAuthorizer(h)
 	return func(audience, tokenType, token string) (Claim, error) {
-		// Event Hubs clients scope their tokens to sb:// audiences.
-		if !strings.Contains(token, "sr=sb%3A") && !strings.Contains(token, "sr=amqps%3A") {
+		// Event Hubs clients scope their tokens to sb:// or amqp(s)://
+		// audiences; IoT Hub's service SDKs to the bare host.
+		tok, err := sas.Parse(token)
+		if err != nil {
+			return service(audience, tokenType, token)
+		}
+		if aud, _ := tok.Audience(); !isEventHubs(aud) {
 			return service(audience, tokenType, token)
 		}
 		exp, err := h.AuthorizeEventHubs(token)
@@ -53,14 +69,34 @@ func EventHubsAuthorizer(h *hub.Hub) func(audience, tokenType, token string) (Cl
 	}
 }
 
+func isEventHubs(audience string) bool {
+	_, _, ok := eventhubs.SplitAudience(audience)
+	return ok
+}
+
 type eventHubs struct {
 	hub *hub.Hub
 	cfg EventHubsConfig
 	log *slog.Logger
+	now func() time.Time
 	// starts holds each attached receiver's start, resolved once at its
 	// attach (so @latest means the end when the link was accepted) until
 	// Serve takes it.
 	starts sync.Map // *Link → int64
+
+	// mu guards owners: the receivers of each consumer group's partition,
+	// keyed by partitionKey, for the epoch rules. It is never held while
+	// calling into the engine except Link.Detach, which only queues.
+	mu     sync.Mutex
+	owners map[string][]*receiver
+}
+
+// receiver is an attached partition receiver and its epoch (owner
+// level), if it gave one.
+type receiver struct {
+	link     *Link
+	epoch    int64
+	hasEpoch bool
 }
 
 func status(code int32, desc string) map[any]any {
@@ -198,6 +234,9 @@ func (e *eventHubs) Attach(l *Link) *wire.Error {
 	if err != nil {
 		return err
 	}
+	if err := e.own(partitionKey(a.ConsumerGroup, p), l); err != nil {
+		return err
+	}
 	e.starts.Store(l, seq)
 	// The real endpoint sends pre-settled: say so unless the client chose.
 	if l.Reply.SndSettleMode == nil {
@@ -213,6 +252,7 @@ func (e *eventHubs) Attach(l *Link) *wire.Error {
 func (e *eventHubs) Serve(l *Link) {
 	a, _ := eventhubs.ParsePartitionAddress(l.Segments)
 	p, _ := e.partition(a.Partition)
+	defer e.disown(partitionKey(a.ConsumerGroup, p), l)
 	v, _ := e.starts.LoadAndDelete(l)
 	seq := v.(int64)
 	metrics := false
@@ -254,8 +294,84 @@ func (e *eventHubs) addMetrics(m *wire.Message, p int) {
 		wire.Symbol("last_enqueued_sequence_number"):   info.Last,
 		wire.Symbol("last_enqueued_offset"):            strconv.FormatInt(info.Last, 10),
 		wire.Symbol("last_enqueued_time_utc"):          lastTime(info),
-		wire.Symbol("runtime_info_retrieval_time_utc"): time.Now().UTC(),
+		wire.Symbol("runtime_info_retrieval_time_utc"): e.now().UTC(),
 	}
+}
+
+func partitionKey(group string, p int) string {
+	return strings.ToLower(group) + "/" + strconv.Itoa(p)
+}
+
+// own applies the epoch rules of Event Hubs to a new receiver of a
+// consumer group's partition (next-wave-protocols §1.5): a receiver with
+// an epoch at least as high as every other takes the partition, and the
+// others are detached with amqp:link:stolen; a lower epoch, or none while
+// an epoch receiver holds the partition, is refused.
+func (e *eventHubs) own(key string, l *Link) *wire.Error {
+	r := &receiver{link: l}
+	r.epoch, r.hasEpoch = l.Attach.Properties[wire.Symbol(eventhubs.Epoch)].(int64)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	current := e.owners[key]
+	for _, o := range current {
+		switch {
+		case o.hasEpoch && !r.hasEpoch:
+			return wire.Errorf(eventhubs.LinkStolen, "At least one receiver for the endpoint is created with epoch of '%d', and so non-epoch receiver is not allowed. Either reconnect with a higher epoch, or make sure all epoch receivers are closed or disconnected.", o.epoch)
+		case o.hasEpoch && o.epoch > r.epoch:
+			return wire.Errorf(eventhubs.LinkStolen, "Receiver '%s' with epoch '%d' cannot be created because a receiver with a higher epoch of '%d' already exists.", l.Name, r.epoch, o.epoch)
+		}
+	}
+	if !r.hasEpoch {
+		e.owners[key] = append(current, r)
+		return nil
+	}
+	for _, o := range current {
+		o.link.Detach(wire.Errorf(eventhubs.LinkStolen, "New receiver '%s' with higher epoch of '%d' is created hence current receiver '%s' with epoch '%d' is getting disconnected. If you are recreating the receiver, make sure a higher epoch is used.", l.Name, r.epoch, o.link.Name, o.epoch))
+	}
+	e.owners[key] = []*receiver{r}
+	return nil
+}
+
+// disown forgets a receiver whose link ended.
+func (e *eventHubs) disown(key string, l *Link) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := e.owners[key]
+	for i, r := range rs {
+		if r.link == l {
+			rs = append(rs[:i:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(e.owners, key)
+		return
+	}
+	e.owners[key] = rs
+}
+
+// redirectNode answers a receiver that came to messages/events with an
+// IoT Hub connection string as IoT Hub does: it refuses the link with
+// amqp:link:redirect naming the Event Hubs-compatible endpoint's host,
+// port and address, from which the client learns the endpoint's name.
+type redirectNode struct{ cfg EventHubsConfig }
+
+func (r redirectNode) Attach(l *Link) *wire.Error {
+	if !l.Authorized(serviceConnect) {
+		return errNoClaim
+	}
+	port := r.cfg.Port
+	if port == 0 {
+		port = 5671
+	}
+	rest := strings.Join(l.Segments[2:], "/")
+	return &wire.Error{Condition: eventhubs.LinkRedirect, Description: "The messaging entity is served by the Event Hubs-compatible endpoint.",
+		Info: map[any]any{
+			wire.Symbol("hostname"):     r.cfg.Host,
+			wire.Symbol("network-host"): r.cfg.Host,
+			wire.Symbol("port"):         int32(port),
+			wire.Symbol("address"):      eventhubs.RedirectAddress(r.cfg.Host, port, r.cfg.Name, rest),
+		}}
 }
 
 // eventMessage renders an event as the endpoint delivers it: annotations

@@ -183,14 +183,12 @@ func (c *conn) onAttach(s *session, a *wire.Attach) error {
 }
 
 // refuse answers an attach the AMQP way: an attach without the terminus,
-// then a detach with the reason (part 2.6.3).
+// then a detach with the reason (part 2.6.3). Both termini are left out:
+// go-amqp reads a refusal only from an attach with neither, and the other
+// clients from one without the terminus they asked for.
 func (c *conn) refuse(s *session, l *Link, e *wire.Error) error {
 	reply := *l.Reply
-	if l.clientSends {
-		reply.Target = nil
-	} else {
-		reply.Source = nil
-	}
+	reply.Source, reply.Target = nil, nil
 	c.mu.Lock()
 	s.refused[l.remote] = true
 	c.mu.Unlock()

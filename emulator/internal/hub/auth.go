@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 )
@@ -244,7 +245,10 @@ func (h *Hub) AuthorizeService(header string, need Rights) error {
 		return fail("unknown policy " + tok.KeyName)
 	}
 	aud, _ := tok.Audience()
-	if !h.knownHost(strings.TrimSuffix(aud, "/")) {
+	// A token scoped to the hub, or to its messages/events, which the
+	// official samples sign for the built-in endpoint's redirect.
+	host, path, _ := strings.Cut(strings.TrimSuffix(aud, "/"), "/")
+	if !h.knownHost(host) || (path != "" && !strings.EqualFold(path, "messages/events")) {
 		return fail("token scope " + aud + " is not this hub")
 	}
 	if err := tok.Verify(h.now(), h.opts.TokenSkew, p.PrimaryKey, p.SecondaryKey); err != nil {
@@ -277,7 +281,8 @@ func (h *Hub) rememberToken(header string, tok sas.Token, rights Rights) {
 }
 
 // AuthorizeEventHubs checks a token an Event Hubs client signed for the
-// built-in endpoint: sr is sb://{host}[:port]/..., signed with a policy
+// built-in endpoint: sr is sb://, amqps:// or (on plain AMQP) amqp://
+// {host}[:port]/..., signed with a policy
 // key's UTF-8 bytes (next-wave-protocols §1.2), and the policy must have
 // ServiceConnect. It returns the token's expiry.
 func (h *Hub) AuthorizeEventHubs(token string) (time.Time, error) {
@@ -294,12 +299,8 @@ func (h *Hub) AuthorizeEventHubs(token string) (time.Time, error) {
 		return fail("unknown policy " + tok.KeyName)
 	}
 	aud, _ := tok.Audience()
-	rest, found := strings.CutPrefix(strings.ToLower(aud), "sb://")
-	if !found {
-		rest, found = strings.CutPrefix(strings.ToLower(aud), "amqps://")
-	}
-	host, _, _ := strings.Cut(rest, "/")
-	if !found || !h.knownHost(host) {
+	host, _, ok := eventhubs.SplitAudience(aud)
+	if !ok || !h.knownHost(host) {
 		return fail("token audience " + aud + " is not this hub's endpoint")
 	}
 	if err := tok.VerifyEventHubs(h.now(), h.opts.TokenSkew, p.PrimaryKey, p.SecondaryKey); err != nil {

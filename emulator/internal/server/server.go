@@ -53,6 +53,10 @@ type Config struct {
 	// AMQPAddr is the AMQP/TLS address of service clients (their
 	// cloud-to-device messages). Zero means ":5671"; "off" serves none.
 	AMQPAddr string
+	// AMQPPlainAddr is the plain-AMQP address, with no TLS, of Event Hubs
+	// clients given UseDevelopmentEmulator=true. Zero means ":5672";
+	// "off" serves none. It is bound only when AMQP is served.
+	AMQPPlainAddr string
 	// KeySeed and KeySeed2 derive the policies' primary and secondary keys.
 	// Zero means the well-known development seeds; with only KeySeed set,
 	// KeySeed2 is derived from it.
@@ -105,11 +109,11 @@ type Server struct {
 	ws     *wsgate.Gate
 	caPEM  []byte
 
-	mqttLn, httpsLn, adminLn, amqpLn net.Listener
-	https, admin                     *http.Server
-	wg                               sync.WaitGroup
-	closeOnce                        sync.Once
-	closeErr                         error
+	mqttLn, httpsLn, adminLn, amqpLn, plainLn net.Listener
+	https, admin                              *http.Server
+	wg                                        sync.WaitGroup
+	closeOnce                                 sync.Once
+	closeErr                                  error
 }
 
 // Open starts the emulator.
@@ -197,6 +201,7 @@ func setDefaults(cfg *Config) {
 	def(&cfg.HTTPSAddr, ":443")
 	def(&cfg.AdminAddr, ":8080")
 	def(&cfg.AMQPAddr, ":5671")
+	def(&cfg.AMQPPlainAddr, ":5672")
 	hubName, _, _ := strings.Cut(cfg.HostNames[0], ".")
 	def(&cfg.EventHubName, hubName)
 	if cfg.KeySeed != "" && cfg.KeySeed2 == "" {
@@ -241,10 +246,19 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 		if s.amqpLn, err = net.Listen("tcp", s.cfg.AMQPAddr); err != nil {
 			return fmt.Errorf("amqp listener: %w", err)
 		}
+		if s.cfg.AMQPPlainAddr != "off" {
+			if s.plainLn, err = net.Listen("tcp", s.cfg.AMQPPlainAddr); err != nil {
+				return fmt.Errorf("plain amqp listener: %w", err)
+			}
+		}
 		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.EventHubsAuthorizer(s.hub), WriteTimeout: s.cfg.WriteTimeout})
 		amqp.ServeService(s.amqp, s.hub)
-		amqp.ServeEventHubs(s.amqp, s.hub, amqp.EventHubsConfig{Name: s.cfg.EventHubName, ConsumerGroups: s.cfg.ConsumerGroups})
+		amqp.ServeEventHubs(s.amqp, s.hub, amqp.EventHubsConfig{Name: s.cfg.EventHubName, ConsumerGroups: s.cfg.ConsumerGroups,
+			Host: s.HostName(), Port: s.amqpLn.Addr().(*net.TCPAddr).Port})
 		s.amqp.Serve(tls.NewListener(s.amqpLn, tlsCfg))
+		if s.plainLn != nil {
+			s.amqp.Serve(s.plainLn)
+		}
 	}
 	s.broker.Serve(tls.NewListener(s.mqttLn, tlsCfg))
 
@@ -312,7 +326,7 @@ func (s *Server) close() error {
 			srv.Shutdown(ctx)
 		}
 	}
-	for _, ln := range []net.Listener{s.mqttLn, s.httpsLn, s.adminLn, s.amqpLn} {
+	for _, ln := range []net.Listener{s.mqttLn, s.httpsLn, s.adminLn, s.amqpLn, s.plainLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -352,6 +366,15 @@ func (s *Server) AMQPAddr() string {
 	return s.amqpLn.Addr().String()
 }
 
+// AMQPPlainAddr is the bound plain-AMQP address, or "" when none is
+// served.
+func (s *Server) AMQPPlainAddr() string {
+	if s.plainLn == nil {
+		return ""
+	}
+	return s.plainLn.Addr().String()
+}
+
 // AdminAddr is the bound admin address.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 
@@ -385,6 +408,21 @@ func (s *Server) EventHubConnectionString(policy string) (string, error) {
 		port = s.amqpLn.Addr().(*net.TCPAddr).Port
 	}
 	return eventhubs.ConnectionString(s.HostName(), port, p.Name, p.PrimaryKey, s.cfg.EventHubName), nil
+}
+
+// EventHubDevelopmentConnectionString is the same with
+// UseDevelopmentEmulator=true, for clients on the plain-AMQP listener, or
+// "" when none is served.
+func (s *Server) EventHubDevelopmentConnectionString(policy string) (string, error) {
+	p, ok := s.hub.Policy(policy)
+	if !ok {
+		return "", fmt.Errorf("no policy %q", policy)
+	}
+	if s.plainLn == nil {
+		return "", nil
+	}
+	port := s.plainLn.Addr().(*net.TCPAddr).Port
+	return eventhubs.DevelopmentConnectionString(s.HostName(), port, p.Name, p.PrimaryKey, s.cfg.EventHubName), nil
 }
 
 // Hub returns the hub (for the emulator's own tests and tools).

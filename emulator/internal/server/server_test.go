@@ -14,7 +14,7 @@ import (
 
 func open(t *testing.T, dir string, hosts ...string) *Server {
 	t.Helper()
-	s, err := Open(Config{DataDir: dir, HostNames: hosts, MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+	s, err := Open(Config{DataDir: dir, HostNames: hosts, MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestOpenPortTaken(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
 	defer s.Close()
-	_, err := Open(Config{DataDir: t.TempDir(), MQTTAddr: s.MQTTAddr(), HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	_, err := Open(Config{DataDir: t.TempDir(), MQTTAddr: s.MQTTAddr(), HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		t.Fatal("Open succeeded on a taken port")
 	}
@@ -90,11 +90,11 @@ func TestOpenFailureReleasesPorts(t *testing.T) {
 	free := open(t, t.TempDir())
 	mqtt := free.MQTTAddr()
 	free.Close()
-	_, err := Open(Config{DataDir: t.TempDir(), MQTTAddr: mqtt, HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AdminAddr: taken, Logger: slog.New(slog.DiscardHandler)})
+	_, err := Open(Config{DataDir: t.TempDir(), MQTTAddr: mqtt, HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0", AdminAddr: taken, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		t.Fatal("Open succeeded on a taken admin port")
 	}
-	again, err := Open(Config{DataDir: t.TempDir(), MQTTAddr: mqtt, HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	again, err := Open(Config{DataDir: t.TempDir(), MQTTAddr: mqtt, HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("the MQTT port was not released: %v", err)
 	}
@@ -110,7 +110,7 @@ func TestSeedFile(t *testing.T) {
 	key := "xqC/trbUwx2w88aVh1ZLRQk51/kWbqj1qK6Cp7SlCrs="
 	os.WriteFile(seedPath, []byte(`{"devices":[{"deviceId":"sim-1","primaryKey":"`+key+`","tags":{"site":"lab"},"desired":{"telemetryInterval":5}},{"deviceId":"sim-2","status":"disabled"}]}`), 0o644)
 	cfg := func(d string) Config {
-		return Config{DataDir: d, SeedFile: seedPath, MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+		return Config{DataDir: d, SeedFile: seedPath, MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
 	}
 	data := filepath.Join(dir, "data")
 	s, err := Open(cfg(data))
