@@ -320,22 +320,3 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func cmdMessages(ctx context.Context, e *env, args []string) error {
-	id := e.flags.String("device", "", "device id")
-	if err := e.parse(args); err != nil {
-		return err
-	}
-	if err := requireDevice(*id); err != nil {
-		return err
-	}
-	msgs, err := e.svc.Messages(ctx, *id)
-	if err != nil {
-		return explain(*id, err)
-	}
-	var b strings.Builder
-	for _, m := range msgs {
-		fmt.Fprintf(&b, "%s %s %v\n", m.EnqueuedTime.Format(time.RFC3339), m.Body, m.Properties)
-	}
-	e.print(msgs, b.String())
-	return nil
-}

@@ -53,6 +53,17 @@ func (f *Flags) String(name, def, usage string) *string {
 	return f.FlagSet.String(name, def, f.usage(name, usage))
 }
 
+// Secret registers a string flag whose environment twin's value is
+// never printed as its default (connection strings and keys would show
+// in -h output, terminals and CI logs).
+func (f *Flags) Secret(name, usage string) *string {
+	p := f.FlagSet.String(name, "", f.usage(name, usage))
+	if v, ok := f.env(name); ok {
+		*p = v
+	}
+	return p
+}
+
 // Bool registers a bool flag.
 func (f *Flags) Bool(name string, def bool, usage string) *bool {
 	if v, ok := f.env(name); ok {

@@ -12,13 +12,11 @@ package iotdevice
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +25,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
@@ -206,13 +205,9 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{*c.opts.Certificate}
 	}
 	if c.opts.CAFile != "" {
-		pem, err := os.ReadFile(c.opts.CAFile)
+		pool, err := cafile.Pool(c.opts.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("iotdevice: read CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("iotdevice: %s holds no PEM certificate", c.opts.CAFile)
+			return nil, fmt.Errorf("iotdevice: %w", err)
 		}
 		cfg.RootCAs = pool
 	}

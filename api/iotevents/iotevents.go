@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,14 +27,18 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
+	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 )
 
 // Options configure Endpoint and Reader.
 type Options struct {
 	// TLSConfig is the TLS configuration of both; nil means the system
-	// roots.
+	// roots, or those of CAFile.
 	TLSConfig *tls.Config
+	// CAFile is a PEM file of the CAs to trust instead of the system
+	// roots (the emulator's ca.pem), when TLSConfig is nil.
+	CAFile string
 	// AMQPAddr is the host:port Endpoint dials for the redirect. Zero
 	// means the connection string's host on 5671.
 	AMQPAddr string
@@ -59,11 +64,15 @@ func Endpoint(ctx context.Context, cs connstr.Service, opts Options) (string, er
 	if err != nil {
 		return "", err
 	}
+	tlsCfg, err := opts.tlsConfig()
+	if err != nil {
+		return "", err
+	}
 	hubName, _, _ := strings.Cut(host, ".")
 	conn, err := amqp.Dial(ctx, "amqps://"+addr, &amqp.ConnOptions{
 		HostName:  host,
 		SASLType:  amqp.SASLTypePlain(cs.SharedAccessKeyName+"@sas.root."+hubName, tok.String()),
-		TLSConfig: tlsFor(opts.TLSConfig, host),
+		TLSConfig: tlsFor(tlsCfg, host),
 	})
 	if err != nil {
 		return "", fmt.Errorf("iotevents: connect to %s: %w", addr, err)
@@ -109,6 +118,19 @@ func redirected(info map[string]any, cs connstr.Service) (string, error) {
 	return eventhubs.ConnectionString(ehHost, port, cs.SharedAccessKeyName, cs.SharedAccessKey, name), nil
 }
 
+// tlsConfig is the TLS configuration opts ask for, nil for the system
+// roots.
+func (opts Options) tlsConfig() (*tls.Config, error) {
+	if opts.TLSConfig != nil || opts.CAFile == "" {
+		return opts.TLSConfig, nil
+	}
+	pool, err := cafile.Pool(opts.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("iotevents: %w", err)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
 func tlsFor(cfg *tls.Config, host string) *tls.Config {
 	if cfg == nil {
 		return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -143,6 +165,9 @@ type Start struct {
 	// After starts after events enqueued before this time (it wins over
 	// Earliest). Zero, with Earliest false, means only new events.
 	After time.Time
+	// ToEnd stops each partition at the last event it held when the read
+	// began, and Read returns once all have: the backlog, then no more.
+	ToEnd bool
 }
 
 // Reader reads every partition of an Event Hubs-compatible endpoint.
@@ -158,9 +183,15 @@ func NewReader(ctx context.Context, connectionString string, opts Options) (*Rea
 	if group == "" {
 		group = azeventhubs.DefaultConsumerGroup
 	}
+	tlsCfg, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	var copts *azeventhubs.ConsumerClientOptions
-	if opts.TLSConfig != nil {
-		copts = &azeventhubs.ConsumerClientOptions{TLSConfig: opts.TLSConfig}
+	if tlsCfg != nil {
+		// The client dials with the configuration as given: it must name
+		// the server.
+		copts = &azeventhubs.ConsumerClientOptions{TLSConfig: tlsFor(tlsCfg, endpointHost(connectionString))}
 	}
 	c, err := azeventhubs.NewConsumerClientFromConnectionString(connectionString, "", group, copts)
 	if err != nil {
@@ -174,12 +205,25 @@ func NewReader(ctx context.Context, connectionString string, opts Options) (*Rea
 	return &Reader{client: c, partitions: props.PartitionIDs}, nil
 }
 
+// endpointHost is the host of a connection string's Endpoint, or "".
+func endpointHost(connectionString string) string {
+	for _, kv := range strings.Split(connectionString, ";") {
+		if k, v, _ := strings.Cut(kv, "="); strings.EqualFold(strings.TrimSpace(k), "Endpoint") {
+			if u, err := url.Parse(strings.TrimSpace(v)); err == nil {
+				return u.Hostname()
+			}
+		}
+	}
+	return ""
+}
+
 // Partitions are the endpoint's partition ids.
 func (r *Reader) Partitions() []string { return r.partitions }
 
-// Read delivers the events of every partition from start to fn, one
-// partition at a time in order, until ctx ends (it then returns nil) or
-// fn or the client fails. fn is called from one goroutine at a time.
+// Read delivers the events of every partition from start to fn, each
+// partition's in order, until ctx ends (it then returns nil), every
+// partition is read to its end with start.ToEnd, or fn or the client
+// fails. fn is called from one goroutine at a time.
 func (r *Reader) Read(ctx context.Context, start Start, fn func(Event) error) error {
 	pos := azeventhubs.StartPosition{}
 	switch {
@@ -198,6 +242,18 @@ func (r *Reader) Read(ctx context.Context, start Start, fn func(Event) error) er
 		wg sync.WaitGroup
 	)
 	for _, id := range r.partitions {
+		end := int64(-1) // the last sequence number to read, with ToEnd
+		if start.ToEnd {
+			props, err := r.client.GetPartitionProperties(ctx, id, nil)
+			if err != nil {
+				cancel(fmt.Errorf("iotevents: partition %s: %w", id, err))
+				break
+			}
+			if props.IsEmpty || (!start.After.IsZero() && !props.LastEnqueuedOn.After(start.After)) {
+				continue // nothing to read up to the end
+			}
+			end = props.LastEnqueuedSequenceNumber
+		}
 		pc, err := r.client.NewPartitionClient(id, &azeventhubs.PartitionClientOptions{StartPosition: pos})
 		if err != nil {
 			cancel(err)
@@ -208,6 +264,9 @@ func (r *Reader) Read(ctx context.Context, start Start, fn func(Event) error) er
 			defer wg.Done()
 			defer pc.Close(context.Background())
 			for ctx.Err() == nil {
+				if start.ToEnd && !start.Earliest && start.After.IsZero() {
+					return // only new events, and none wanted
+				}
 				// One at a time: a call returns as soon as an event is
 				// there (the client prefetches the rest), where a larger
 				// count would wait for that many.
@@ -220,6 +279,9 @@ func (r *Reader) Read(ctx context.Context, start Start, fn func(Event) error) er
 						cancel(err)
 						return
 					}
+					if start.ToEnd && ev.SequenceNumber >= end {
+						return
+					}
 				}
 				if err != nil && ctx.Err() == nil {
 					cancel(fmt.Errorf("iotevents: partition %s: %w", id, err))
@@ -228,8 +290,16 @@ func (r *Reader) Read(ctx context.Context, start Start, fn func(Event) error) er
 			}
 		}()
 	}
-	<-ctx.Done()
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		<-done
+	}
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

@@ -12,19 +12,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 )
@@ -67,13 +66,9 @@ func New(cs connstr.Service, opts Options) (*Client, error) {
 		// connections makes concurrent callers pay a TLS handshake each.
 		tr.MaxIdleConnsPerHost = 128
 		if opts.CAFile != "" {
-			pem, err := os.ReadFile(opts.CAFile)
+			pool, err := cafile.Pool(opts.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("iotservice: read CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("iotservice: %s holds no PEM certificate", opts.CAFile)
+				return nil, fmt.Errorf("iotservice: %w", err)
 			}
 			tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 			tr.TLSClientConfig = tlsCfg

@@ -26,7 +26,6 @@
 //	feedbackState.mu  the feedback records not yet taken
 //	entry.mu          one device's writer: held across its store commit
 //	entry.connMu      the device's current connection and its change channel
-//	entry.msgMu       the device's recent telemetry
 //	Conn.sentMu       the lock tokens of C2D messages sent on a connection
 //	Conn.callsMu      the method calls pending on a connection
 //
@@ -35,7 +34,7 @@
 // entry lock is taken (h.entry looks a device up and returns), jobMu
 // before job.mu, and cfgState.mu is never held while twins are written
 // (metrics are counted after it is released). entry.mu may be held while
-// connMu, msgMu, sentMu or callsMu is taken; those four are leaves.
+// connMu, sentMu or callsMu is taken; those three are leaves.
 //
 // # Locks and I/O
 //

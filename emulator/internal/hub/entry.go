@@ -21,9 +21,6 @@ type entry struct {
 	connMu  sync.Mutex
 	conn    *Conn         // guarded by connMu; the current connection, or nil
 	changed chan struct{} // guarded by connMu; closed and replaced when conn or its subscriptions change
-
-	msgMu    sync.Mutex
-	messages []Message // guarded by msgMu; the most recent telemetry, oldest first
 }
 
 func newEntry(rec *Record) *entry {

@@ -47,6 +47,7 @@ type partition struct {
 	visible  int64         // guarded by mu; events up to here are durable and readable
 	begin    int64         // guarded by mu; the first sequence number kept
 	lastTime time.Time     // guarded by mu; enqueued time of the last visible event
+	stamped  time.Time     // guarded by mu; enqueued time of the last append
 	changed  chan struct{} // guarded by mu; closed and replaced when visible moves
 }
 
@@ -68,7 +69,7 @@ func (h *Hub) openEvents() error {
 		if err != nil {
 			return err
 		}
-		h.ev.partitions = append(h.ev.partitions, &partition{next: last + 1, visible: last, begin: first, lastTime: at, changed: make(chan struct{})})
+		h.ev.partitions = append(h.ev.partitions, &partition{next: last + 1, visible: last, begin: first, lastTime: at, stamped: at, changed: make(chan struct{})})
 	}
 	return nil
 }
@@ -99,6 +100,14 @@ func (h *Hub) appendEvent(ev Event) error {
 	ev.Partition = h.PartitionOf(ev.DeviceID)
 	p := h.ev.partitions[ev.Partition]
 	p.mu.Lock()
+	// Enqueued times have the millisecond resolution of the annotation
+	// consumers filter on, and never go back within a partition, so a
+	// start by enqueued time means the same thing to the log and to them.
+	ev.Enqueued = ev.Enqueued.Truncate(time.Millisecond)
+	if ev.Enqueued.Before(p.stamped) {
+		ev.Enqueued = p.stamped
+	}
+	p.stamped = ev.Enqueued
 	ev.Sequence = p.next
 	p.next++
 	// Queued under the lock, so commits follow sequence order.

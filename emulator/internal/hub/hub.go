@@ -74,9 +74,6 @@ type Options struct {
 	// MaxConcurrentJobs is how many jobs may be queued, scheduled or
 	// running at once (Azure: 1 on S1, 5 on S2, 10 on S3). Zero means 10.
 	MaxConcurrentJobs int
-	// MessagesKept is how many recent telemetry messages are kept per
-	// device. Zero means 100.
-	MessagesKept int
 	// ConfigurationInterval is how often configurations are evaluated
 	// against the twins, besides right after one changes (Azure: about
 	// every 5 minutes). Zero means 10 seconds; negative, only after a
@@ -87,8 +84,8 @@ type Options struct {
 	// identities cannot connect.
 	X509Roots *x509.CertPool
 	// Events is the telemetry log the built-in Event Hubs-compatible
-	// endpoint reads. Nil keeps no log: telemetry is only counted as
-	// activity and kept among each device's recent messages.
+	// endpoint reads. Nil keeps no log: telemetry only counts as
+	// activity.
 	Events EventLog
 	// Partitions is the number of partitions of the telemetry log. Zero
 	// means 4, Azure's default.
@@ -127,9 +124,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.ConfigurationInterval == 0 {
 		o.ConfigurationInterval = 10 * time.Second
-	}
-	if o.MessagesKept == 0 {
-		o.MessagesKept = 100
 	}
 	if o.Partitions <= 0 {
 		o.Partitions = 4

@@ -50,7 +50,11 @@ func (th *testHub) reopen(tb testing.TB) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	h, err := hub.New(st, st, th.opts)
+	opts := th.opts
+	if opts.Events == nil {
+		opts.Events = st // the telemetry log, as the emulator keeps it
+	}
+	h, err := hub.New(st, st, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -468,15 +472,29 @@ func TestAuthorizeService(t *testing.T) {
 }
 
 func TestTelemetry(t *testing.T) {
-	h := mustOpen(t, hub.Options{MessagesKept: 2})
+	h := mustOpen(t, hub.Options{Partitions: 1})
 	mustDevice(t, h, "d1")
+	mustDevice(t, h, "d2")
 	c, _, _ := h.Attach(ctx, "d1", newLink(), false)
-	for i := 0; i < 3; i++ {
-		c.Telemetry("", map[string]string{"i": strconv.Itoa(i)}, []byte("x"))
+	c2, _, _ := h.Attach(ctx, "d2", newLink(), false)
+	// More than one chunk of the backwards read, the two devices
+	// interleaved in the one partition.
+	for i := 0; i < 1500; i++ {
+		if err := c.Telemetry("", map[string]string{"i": strconv.Itoa(i)}, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			c2.Telemetry("", nil, []byte("y"))
+		}
 	}
-	msgs, _ := h.Messages("d1")
-	if len(msgs) != 2 || msgs[0].Properties["i"] != "1" || msgs[1].Properties["i"] != "2" {
-		t.Fatalf("messages %+v", msgs)
+	msgs, err := h.Messages("d1", 1200)
+	if err != nil || len(msgs) != 1200 || msgs[0].Properties["i"] != "300" || msgs[1199].Properties["i"] != "1499" {
+		t.Fatalf("%d messages, %v", len(msgs), err)
+	}
+	for _, m := range msgs {
+		if m.DeviceID != "d1" {
+			t.Fatalf("a message of %s", m.DeviceID)
+		}
 	}
 	d, _ := h.Device("d1")
 	if d.LastActivityTime.IsZero() || d.ConnectionState != iothub.Connected {

@@ -16,24 +16,15 @@ type Message struct {
 }
 
 // Telemetry accepts a device-to-cloud message from c: it updates the
-// device's lastActivityTime, keeps the message among the device's most
-// recent ones and appends it to the telemetry log (device-protocol §8),
-// returning once it is durable there, so the device's acknowledgement
-// follows the write.
+// device's lastActivityTime and appends the message to the telemetry log
+// (device-protocol §8), returning once it is durable there, so the
+// device's acknowledgement follows the write.
 func (c *Conn) Telemetry(moduleID string, props map[string]string, body []byte) error {
 	now := c.hub.now()
 	e := c.e
 	e.live.lastActivity.Store(now.UnixNano())
 	rec := e.rec.Load()
 	deviceID := rec.Device.DeviceID
-	m := Message{DeviceID: e.id, ModuleID: moduleID, Properties: props, Body: body, EnqueuedTime: now}
-	e.msgMu.Lock()
-	if n := c.hub.opts.MessagesKept; len(e.messages) >= n {
-		copy(e.messages, e.messages[len(e.messages)-n+1:])
-		e.messages = e.messages[:n-1]
-	}
-	e.messages = append(e.messages, m)
-	e.msgMu.Unlock()
 	auth := "sas"
 	if t := rec.Device.Authentication.Type; t == iothub.AuthSelfSigned || t == iothub.AuthCertificateAuthority {
 		auth = "x509"
@@ -42,13 +33,39 @@ func (c *Conn) Telemetry(moduleID string, props map[string]string, body []byte) 
 		AuthType: auth, ModelID: rec.Twin.ModelID, Properties: props, Body: body})
 }
 
-// Messages returns a device's most recent telemetry, oldest first.
-func (h *Hub) Messages(deviceID string) ([]Message, error) {
-	e, err := h.entry(deviceID)
+// Messages returns up to max of a device's most recent messages in the
+// telemetry log, its modules' included, oldest first: the log read
+// backwards from the end of the device's partition.
+func (h *Hub) Messages(deviceID string, max int) ([]Message, error) {
+	if _, err := h.entry(deviceID); err != nil {
+		return nil, err
+	}
+	if h.ev.log == nil {
+		return nil, ErrNoEventLog
+	}
+	p := h.PartitionOf(deviceID)
+	info, err := h.Partition(p)
 	if err != nil {
 		return nil, err
 	}
-	e.msgMu.Lock()
-	defer e.msgMu.Unlock()
-	return append([]Message(nil), e.messages...), nil
+	const chunk = 1024
+	var out []Message
+	for end := info.Last; end >= info.Begin && len(out) < max; end -= chunk {
+		from := max64(info.Begin, end-chunk+1)
+		evs, err := h.ev.log.ReadEvents(p, from, int(end-from+1))
+		if err != nil {
+			return nil, err
+		}
+		var batch []Message
+		for _, ev := range evs {
+			if ev.DeviceID == deviceID {
+				batch = append(batch, Message{DeviceID: ev.DeviceID, ModuleID: ev.ModuleID, Properties: ev.Properties, Body: ev.Body, EnqueuedTime: ev.Enqueued})
+			}
+		}
+		out = append(batch, out...)
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out, nil
 }

@@ -92,10 +92,11 @@ func (s *Server) handleServiceStatistics(w http.ResponseWriter, r *http.Request)
 	writeJSON(w, http.StatusOK, s.hub.ServiceStatistics())
 }
 
-// handleMessages is an emulator-only endpoint: the device's most recent
-// telemetry (Azure delivers telemetry through Event Hubs instead).
+// handleMessages is an emulator-only convenience: the device's 100 most
+// recent messages in the telemetry log the built-in Event
+// Hubs-compatible endpoint serves, which is how Azure delivers them.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
-	msgs, err := s.hub.Messages(pathID(r, "id"))
+	msgs, err := s.hub.Messages(pathID(r, "id"), 100)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

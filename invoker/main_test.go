@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
+	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+)
+
+// invoke runs the invoker in-process against e and returns its stdout.
+func invoke(t *testing.T, ctx context.Context, e *emulatortest.Env, args ...string) (string, error) {
+	t.Helper()
+	t.Setenv("IOTHUB_CONNECTION_STRING", e.ServiceString().String())
+	t.Setenv("IOTHUB_CA_FILE", e.CAFile())
+	t.Setenv("IOTHUB_AMQP_ADDR", e.AMQPAddr())
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, &stdout, &stderr)
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%w\n%s", err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// Ensure that help lists every command of the table, -h never prints the
+// connection string's key, and an unknown command is a usage error.
+func TestHelp(t *testing.T) {
+	t.Setenv("IOTHUB_CONNECTION_STRING", "HostName=h;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0")
+	for _, arg := range []string{"help", "-h", "--help"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{arg}, &out, &out); err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		for _, c := range commands {
+			if !strings.Contains(out.String(), "invoker "+c.name+" ") {
+				t.Errorf("%s does not list %s:\n%s", arg, c.name, out.String())
+			}
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"device", "show", "-h"}, &out, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "c2VjcmV0") || !strings.Contains(out.String(), "IOTHUB_CONNECTION_STRING") {
+		t.Errorf("-h prints:\n%s", out.String())
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, &out, &out); !errors.Is(err, cmdline.ErrUsage) {
+		t.Errorf("an unknown command: %v", err)
+	}
+}
+
+// Ensure that monitor and messages read a device's telemetry through the
+// Event Hubs-compatible endpoint, found by the hub's redirect or given,
+// with its payload and properties.
+func TestTelemetryCommands(t *testing.T) {
+	e := emulatortest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs := e.AddDevice(t, "sensor")
+	other := e.AddDevice(t, "other")
+	dev, odev := e.Dial(t, cs, iotdevice.Options{}), e.Dial(t, other, iotdevice.Options{})
+	for i := range 3 {
+		if err := dev.SendEvent(ctx, fmt.Appendf(nil, `{"t":%d}`, 20+i), topic.Properties{}.Set("unit", "C")); err != nil {
+			t.Fatal(err)
+		}
+		if err := odev.SendEvent(ctx, []byte("not json"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := invoke(t, ctx, e, "messages", "-device", "sensor", "-count", "2", "-output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []message
+	if err := json.Unmarshal([]byte(out), &msgs); err != nil || len(msgs) != 2 {
+		t.Fatalf("messages: %v\n%s", err, out)
+	}
+	if p := msgs[1].Payload.(map[string]any); p["t"] != float64(22) || msgs[1].Origin != "sensor" || msgs[1].Application["unit"] != "C" {
+		t.Errorf("the last message is %+v", msgs[1])
+	}
+	// monitor from the start, every device, with the endpoint given.
+	eh, _ := e.EventHubConnectionString("service")
+	out, err = invoke(t, ctx, e, "monitor", "-start", "earliest", "-count", "6", "-eventhub-connection-string", eh, "-connection-string", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, " sensor {\"t\":"); n != 3 || strings.Count(out, ` other "not json"`) != 3 {
+		t.Errorf("monitor printed:\n%s", out)
+	}
+}
