@@ -3,6 +3,9 @@ package emulatortest_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/iotevents"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
 
 // Ensure that Microsoft's Go Event Hubs client reads what devices sent
@@ -74,5 +78,45 @@ func TestEventHubsGoClient(t *testing.T) {
 				t.Errorf("%s: event %d is %+v", conn, i, ev)
 			}
 		}
+	}
+}
+
+// Ensure that the consumer groups of the flag and of the seed file exist,
+// matched case-insensitively, and that any other is refused.
+func TestConsumerGroups(t *testing.T) {
+	seed := filepath.Join(t.TempDir(), "seed.json")
+	if err := os.WriteFile(seed, []byte(`{"devices": [], "consumerGroups": ["Analytics"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) {
+		c.SeedFile, c.ConsumerGroups = seed, []string{"ops"}
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dev := e.Dial(t, e.AddDevice(t, "grouped"), iotdevice.Options{})
+	if err := dev.SendEvent(ctx, []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	eh, _ := e.EventHubConnectionString("service")
+	read := func(group string) error {
+		r, err := iotevents.NewReader(ctx, eh, iotevents.Options{TLSConfig: e.TLSConfig(), ConsumerGroup: group})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		n := 0
+		err = r.Read(ctx, iotevents.Start{Earliest: true, ToEnd: true}, func(iotevents.Event) error { n++; return nil })
+		if err == nil && n != 1 {
+			err = fmt.Errorf("%d events", n)
+		}
+		return err
+	}
+	for _, g := range []string{"$Default", "analytics", "OPS"} {
+		if err := read(g); err != nil {
+			t.Errorf("consumer group %s: %v", g, err)
+		}
+	}
+	if err := read("nope"); err == nil || !strings.Contains(err.Error(), "consumer group") {
+		t.Errorf("an unknown consumer group: %v", err)
 	}
 }

@@ -2,11 +2,13 @@ package emulatortest_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
@@ -48,5 +50,35 @@ func TestTelemetryLog(t *testing.T) {
 	}
 	if evs, err := e.Hub().Events(ctx, p, 5, 10); err != nil || len(evs) != 1 || evs[0].Sequence != 5 {
 		t.Fatalf("the event after the restart: %+v, %v", evs, err)
+	}
+}
+
+// Ensure that a device with many QoS 1 messages in flight gets their
+// PUBACKs in the order it published them [MQTT-4.6.0-2], each only once
+// the message is in the log.
+func TestTelemetryInFlight(t *testing.T) {
+	e := emulatortest.Start(t)
+	d := dialRawDevice(t, e, "pipelined", topic.FilterTwinResponses)
+	const n = 300 // past maxPendingAcks, so the device's reads wait too
+	go func() {
+		for i := 1; i <= n; i++ {
+			if err := d.publishQoS1(topic.Event("pipelined", "", nil).String(), uint16(i), fmt.Appendf(nil, "%d", i)); err != nil {
+				return
+			}
+		}
+	}()
+	p := e.Hub().PartitionOf("pipelined")
+	for want := 1; want <= n; {
+		typ, body := d.read(t)
+		if typ != 0x40 {
+			continue
+		}
+		if got := int(binary.BigEndian.Uint16(body)); got != want {
+			t.Fatalf("PUBACK %d, want %d", got, want)
+		}
+		if info, _ := e.Hub().Partition(p); info.Last < int64(want-1) {
+			t.Fatalf("PUBACK %d before its message was in the log (last %d)", want, info.Last)
+		}
+		want++
 	}
 }

@@ -108,28 +108,48 @@ func dialRawDevice(tb testing.TB, e *emulatortest.Env, id string, filters ...str
 	tb.Helper()
 	cs := e.AddDevice(tb, id)
 	conn, tok := dialSigned(tb, e, e.MQTTAddr(), sas.DeviceResource(cs.HostName, id, ""), "", cs.SharedAccessKey)
-	d := &rawDevice{conn: conn, r: bufio.NewReader(conn), twin: make(chan topic.Topic, 1)}
 	user := topic.Username{Host: cs.HostName, DeviceID: id, APIVersion: iothub.APIVersion}.String()
-	// CONNECT: protocol MQTT level 4, username, password and clean session.
+	d := connectRaw(tb, conn, id, user, tok)
+	if len(filters) > 0 {
+		d.subscribe(tb, 0, filters...)
+	}
+	return d
+}
+
+// connectRaw sends CONNECT (MQTT 3.1.1, clean session, the username and
+// password if user is set) on conn and reads the CONNACK.
+func connectRaw(tb testing.TB, conn *tls.Conn, clientID, user, password string) *rawDevice {
+	tb.Helper()
+	d := &rawDevice{conn: conn, r: bufio.NewReader(conn), twin: make(chan topic.Topic, 1)}
 	var body []byte
 	body = appendString(body, "MQTT")
-	body = append(body, 4, 0xC2, 0, 60)
-	for _, s := range []string{id, user, tok} {
-		body = appendString(body, s)
+	flags := byte(0x02)
+	if user != "" {
+		flags |= 0xC0
+	}
+	body = append(body, 4, flags, 0, 60)
+	body = appendString(body, clientID)
+	if user != "" {
+		body = appendString(appendString(body, user), password)
 	}
 	d.write(tb, 0x10, body)
 	if typ, b := d.read(tb); typ != 0x20 || len(b) != 2 || b[1] != 0 {
 		tb.Fatalf("CONNACK %#x %v", typ, b)
 	}
-	body = []byte{0, 1}
+	return d
+}
+
+// subscribe subscribes to filters at qos and reads the SUBACK.
+func (d *rawDevice) subscribe(tb testing.TB, qos byte, filters ...string) {
+	tb.Helper()
+	body := []byte{0, 1}
 	for _, f := range filters {
-		body = append(appendString(body, f), 0)
+		body = append(appendString(body, f), qos)
 	}
 	d.write(tb, 0x82, body)
 	if typ, _ := d.read(tb); typ != 0x90 {
 		tb.Fatalf("SUBACK %#x", typ)
 	}
-	return d
 }
 
 func appendString(b []byte, s string) []byte {

@@ -22,6 +22,8 @@ const (
 	// maxQueued bounds the bytes waiting for a client that does not read;
 	// past it the connection is closed.
 	maxQueued = 16 << 20
+	// maxWrite bounds the frames gathered into one socket write.
+	maxWrite = 64 << 10
 )
 
 var errClosed = errors.New("amqp: connection closed")
@@ -223,17 +225,31 @@ func (c *conn) queueFrame(channel uint16, p wire.Performative, payload []byte) {
 func (c *conn) writeLoop() {
 	beat := time.NewTimer(time.Hour)
 	defer beat.Stop()
+	var buf []byte // frames gathered into one write, up to maxWrite
+	flush := func() bool {
+		if len(buf) == 0 {
+			return true
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		_, err := c.nc.Write(buf)
+		buf = buf[:0]
+		return err == nil
+	}
 	for {
 		c.wmu.Lock()
 		q := c.wq
 		c.wq, c.wqBytes = nil, 0
 		c.wmu.Unlock()
 		for _, b := range q {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-			if _, err := c.nc.Write(b); err != nil {
+			if len(buf)+len(b) > maxWrite && !flush() {
 				c.stop()
 				return
 			}
+			buf = append(buf, b...)
+		}
+		if !flush() {
+			c.stop()
+			return
 		}
 		c.wmu.Lock()
 		done := c.finishing && len(c.wq) == 0

@@ -374,22 +374,35 @@ func (r redirectNode) Attach(l *Link) *wire.Error {
 		}}
 }
 
+// authMethods holds the iothub-connection-auth-method annotations by
+// scope and type: a handful of strings, encoded once.
+var authMethods sync.Map // [2]string → string
+
+func authMethod(module bool, typ string) string {
+	scope := "device"
+	if module {
+		scope = "module"
+	}
+	key := [2]string{scope, typ}
+	if v, ok := authMethods.Load(key); ok {
+		return v.(string)
+	}
+	b, _ := json.Marshal(map[string]any{"scope": scope, "type": typ, "issuer": "iothub", "acceptingIpFilterRule": nil})
+	authMethods.Store(key, string(b))
+	return string(b)
+}
+
 // eventMessage renders an event as the endpoint delivers it: annotations
 // with their AMQP types, the system properties in the properties section,
 // the rest as application properties, the body as one data section
 // (next-wave-protocols §1.6).
 func eventMessage(ev hub.Event) *wire.Message {
-	scope := "device"
-	if ev.ModuleID != "" {
-		scope = "module"
-	}
-	auth, _ := json.Marshal(map[string]any{"scope": scope, "type": ev.AuthType, "issuer": "iothub", "acceptingIpFilterRule": nil})
 	ann := map[any]any{
 		wire.Symbol(eventhubs.SequenceNumber):   ev.Sequence,
 		wire.Symbol(eventhubs.Offset):           strconv.FormatInt(ev.Sequence, 10),
 		wire.Symbol(eventhubs.EnqueuedTime):     ev.Enqueued,
 		wire.Symbol(eventhubs.DeviceID):         ev.DeviceID,
-		wire.Symbol(eventhubs.AuthMethod):       string(auth),
+		wire.Symbol(eventhubs.AuthMethod):       authMethod(ev.ModuleID != "", ev.AuthType),
 		wire.Symbol(eventhubs.AuthGenerationID): ev.GenerationID,
 		wire.Symbol(eventhubs.HubEnqueuedTime):  ev.Enqueued,
 		wire.Symbol(eventhubs.MessageSource):    eventhubs.TelemetrySource,

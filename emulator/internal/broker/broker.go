@@ -14,6 +14,9 @@
 // The hub's deliveries are queued on the device's link and written by a
 // goroutine that runs only while the queue is not empty, so the hub never
 // waits on a device's socket (and never holds a lock across its write).
+// The PUBACKs of QoS 1 publishes go through the same queue, each once its
+// message is durable, so a device keeps several messages in flight and
+// its acknowledgements stay in order.
 // Every write to a device has a deadline (Config.WriteTimeout); a device
 // whose socket stays full past it, or whose queue overflows, is
 // disconnected.
@@ -197,6 +200,10 @@ func (c *deadlineConn) ConnectionState() tls.ConnectionState {
 // maxQueue bounds the hub's deliveries waiting for one device.
 const maxQueue = 1024
 
+// maxPendingAcks bounds the PUBACKs of one device waiting for their
+// messages to be durable; past it the device's reads wait.
+const maxPendingAcks = 256
+
 // link is a device connection: the hub's Link over a mochi client.
 type link struct {
 	b     *Broker
@@ -210,8 +217,16 @@ type link struct {
 	will  *pendingWill
 
 	qmu     sync.Mutex
-	queue   []packets.Packet // guarded by qmu; deliveries waiting to be written
-	writing bool             // guarded by qmu; a writer goroutine is running
+	queue   []delivery // guarded by qmu; deliveries waiting to be written
+	acks    int        // guarded by qmu; PUBACKs in the queue
+	writing bool       // guarded by qmu; a writer goroutine is running
+}
+
+// delivery is one write to a device: a packet, written once wait, if
+// set, says the publish it acknowledges is durable.
+type delivery struct {
+	pk   packets.Packet
+	wait func() error
 }
 
 // pendingWill is a device's will, published as its telemetry if the

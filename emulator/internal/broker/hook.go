@@ -290,25 +290,41 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		cl.Stop(errors.New("publish before the session was established"))
 		return pk, packets.ErrRejectPacket
 	}
-	if reason := h.b.handlePublish(l, pk.TopicName, pk.Payload); reason != "" {
+	wait, reason := h.b.handlePublish(l, pk.TopicName, pk.Payload)
+	if reason != "" {
 		l.Close(reason)
 		return pk, packets.ErrRejectPacket
 	}
-	return pk, packets.CodeSuccessIgnore
+	if pk.FixedHeader.Qos == 0 {
+		// No acknowledgement to order: the read waits, which also slows
+		// a device that floods at QoS 0 to what the store takes.
+		if wait != nil {
+			if err := wait(); err != nil {
+				l.Close("the message could not be stored: " + err.Error())
+			}
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+	// Every QoS 1 PUBACK goes through the link's queue, telemetry's after
+	// the message is durable, so they keep the order of the publishes.
+	if err := l.ackAfter(pk.PacketID, wait); err != nil {
+		l.Close("the message could not be acknowledged: " + err.Error())
+	}
+	return pk, packets.ErrRejectPacket
 }
 
 // handlePublish processes one publish and returns why the connection must
-// close, or "".
-func (b *Broker) handlePublish(l *link, name string, payload []byte) string {
+// close, or "", and for telemetry the wait for it to be durable.
+func (b *Broker) handlePublish(l *link, name string, payload []byte) (wait func() error, reason string) {
 	t, err := topic.Parse(name)
 	if err != nil {
-		return err.Error()
+		return nil, err.Error()
 	}
 	id := l.cl.ID
 	switch t.Kind {
 	case topic.MethodResponse:
 		if len(payload) > iothub.MaxMethodPayload {
-			return "method response larger than 128 KB"
+			return nil, "method response larger than 128 KB"
 		}
 		l.conn.CompleteMethod(t.RequestID, t.Status, payload)
 	case topic.TwinGet:
@@ -321,26 +337,24 @@ func (b *Broker) handlePublish(l *link, name string, payload []byte) string {
 		if err != nil {
 			err = iothub.Errorf(iothub.ArgumentInvalid, "the reported patch is not a JSON object: %v", err)
 			b.twinReply(l, t.RequestID, 0, nil, 0, err)
-			return ""
+			return nil, ""
 		}
 		v, err := b.hub.UpdateReported(context.Background(), id, patch)
 		b.twinReply(l, t.RequestID, 204, nil, v, err)
 	case topic.Telemetry:
 		if hub.Key(t.DeviceID, t.ModuleID) != id {
-			return fmt.Sprintf("telemetry on another identity's topic %q", name)
+			return nil, fmt.Sprintf("telemetry on another identity's topic %q", name)
 		}
 		if len(payload)+len(name) > maxTelemetry {
-			return "telemetry message larger than 256 KB"
+			return nil, "telemetry message larger than 256 KB"
 		}
 		// The PUBACK follows once the message is durable; a message that
 		// could not be stored is never acknowledged.
-		if err := l.conn.Telemetry(t.ModuleID, bagMap(t.Properties), payload); err != nil {
-			return "the message could not be stored: " + err.Error()
-		}
+		return l.conn.QueueTelemetry(t.ModuleID, bagMap(t.Properties), payload), ""
 	default:
-		return fmt.Sprintf("devices cannot publish to %s topics", t.Kind)
+		return nil, fmt.Sprintf("devices cannot publish to %s topics", t.Kind)
 	}
-	return ""
+	return nil, ""
 }
 
 // twinReply answers a twin request with status and body, or with err's

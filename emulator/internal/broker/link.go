@@ -127,6 +127,27 @@ var errQueueFull = errors.New("the device does not read its connection")
 // enqueue queues a delivery for the device; the writer goroutine starts
 // if none runs. A device that lets the queue fill is disconnected.
 func (l *link) enqueue(pk packets.Packet) error {
+	return l.push(delivery{pk: pk})
+}
+
+// ackAfter queues the PUBACK of a QoS 1 publish: it is written, in the
+// order of the publishes [MQTT-4.6.0-2], once wait (if set) says the
+// message is durable, and never if it could not be stored. A device with
+// maxPendingAcks acknowledgements queued waits here for this one, so a
+// flood slows down instead of piling up.
+func (l *link) ackAfter(packetID uint16, wait func() error) error {
+	l.qmu.Lock()
+	full := l.acks >= maxPendingAcks
+	l.qmu.Unlock()
+	if full && wait != nil {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	return l.push(delivery{pk: packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: packetID}, wait: wait})
+}
+
+func (l *link) push(d delivery) error {
 	if l.cl.Closed() {
 		return mqtt.ErrConnectionClosed
 	}
@@ -136,7 +157,10 @@ func (l *link) enqueue(pk packets.Packet) error {
 		l.Close(errQueueFull.Error())
 		return errQueueFull
 	}
-	l.queue = append(l.queue, pk)
+	l.queue = append(l.queue, d)
+	if d.pk.FixedHeader.Type == packets.Puback {
+		l.acks++
+	}
 	start := !l.writing
 	l.writing = true
 	l.qmu.Unlock()
@@ -152,20 +176,36 @@ func (l *link) enqueue(pk packets.Packet) error {
 
 // drain writes queued deliveries in order until the queue is empty. A
 // write that fails (its deadline passed: the device's socket stayed full)
-// disconnects the device and drops what is queued.
+// disconnects the device and drops what is queued; a message that could
+// not be stored disconnects it unacknowledged.
 func (l *link) drain() {
 	for {
 		l.qmu.Lock()
 		if len(l.queue) == 0 || l.cl.Closed() {
-			l.queue, l.writing = nil, false
+			dropped := l.queue
+			l.queue, l.acks, l.writing = nil, 0, false
 			l.qmu.Unlock()
+			for _, d := range dropped {
+				if d.wait != nil {
+					d.wait() // the message is stored even if its PUBACK is lost
+				}
+			}
 			return
 		}
-		pk := l.queue[0]
-		l.queue[0] = packets.Packet{}
+		d := l.queue[0]
+		l.queue[0] = delivery{}
 		l.queue = l.queue[1:]
+		if d.pk.FixedHeader.Type == packets.Puback {
+			l.acks--
+		}
 		l.qmu.Unlock()
-		if err := l.cl.WritePacket(pk); err != nil {
+		if d.wait != nil {
+			if err := d.wait(); err != nil {
+				l.Close("the message could not be stored: " + err.Error())
+				continue
+			}
+		}
+		if err := l.cl.WritePacket(d.pk); err != nil {
 			l.Close("writing to the device failed: " + err.Error())
 		}
 	}

@@ -92,10 +92,14 @@ func (h *Hub) EventsCreated() time.Time { return h.ev.created }
 // ErrNoEventLog is returned by the event reads of a hub without a log.
 var ErrNoEventLog = errors.New("hub: no telemetry log")
 
-// appendEvent stores ev in its partition and returns once it is durable.
-func (h *Hub) appendEvent(ev Event) error {
+// appendEvent queues ev for its partition and returns a wait that
+// returns once it is durable and readable. The event takes its sequence
+// number now, so appends of one device are stored in call order. Call
+// the wait once or more; an event whose wait is never called becomes
+// readable with the next one that is.
+func (h *Hub) appendEvent(ev Event) func() error {
 	if h.ev.log == nil {
-		return nil
+		return func() error { return nil }
 	}
 	ev.Partition = h.PartitionOf(ev.DeviceID)
 	p := h.ev.partitions[ev.Partition]
@@ -113,19 +117,21 @@ func (h *Hub) appendEvent(ev Event) error {
 	// Queued under the lock, so commits follow sequence order.
 	wait := h.ev.log.AppendEvent(ev, ev.Enqueued.Add(-h.opts.Retention), h.opts.RetainEvents)
 	p.mu.Unlock()
-	begin, err := wait()
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if ev.Sequence > p.visible {
-		p.visible, p.lastTime = ev.Sequence, ev.Enqueued
-		close(p.changed)
-		p.changed = make(chan struct{})
-	}
-	p.begin = max(p.begin, begin)
-	p.mu.Unlock()
-	return nil
+	return sync.OnceValue(func() error {
+		begin, err := wait()
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		if ev.Sequence > p.visible {
+			p.visible, p.lastTime = ev.Sequence, ev.Enqueued
+			close(p.changed)
+			p.changed = make(chan struct{})
+		}
+		p.begin = max(p.begin, begin)
+		p.mu.Unlock()
+		return nil
+	})
 }
 
 // PartitionInfo describes a partition of the telemetry log.

@@ -20,6 +20,14 @@ type Message struct {
 // (device-protocol §8), returning once it is durable there, so the
 // device's acknowledgement follows the write.
 func (c *Conn) Telemetry(moduleID string, props map[string]string, body []byte) error {
+	return c.QueueTelemetry(moduleID, props, body)()
+}
+
+// QueueTelemetry is Telemetry without the wait: the message takes its
+// place in the log now, and the returned wait returns once it is
+// durable. A transport that acknowledges messages out of its read loop
+// (MQTT QoS 1 PUBACKs, in order) acknowledges each after its wait.
+func (c *Conn) QueueTelemetry(moduleID string, props map[string]string, body []byte) func() error {
 	now := c.hub.now()
 	e := c.e
 	e.live.lastActivity.Store(now.UnixNano())

@@ -10,15 +10,18 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
-// SeedFile is the schema of a seed file: devices to create at start-up.
-// Devices that already exist are left as they are.
+// SeedFile is the schema of a seed file: devices to create at start-up,
+// and consumer groups of the built-in endpoint besides $Default (as
+// -consumer-groups). Devices that already exist are left as they are.
 //
 //	{"devices": [{"deviceId": "sim-1", "primaryKey": "<base64>", "secondaryKey": "<base64>",
-//	              "status": "enabled", "tags": {"site": "lab"}, "desired": {"telemetryInterval": 5}}]}
+//	              "status": "enabled", "tags": {"site": "lab"}, "desired": {"telemetryInterval": 5}}],
+//	 "consumerGroups": ["analytics"]}
 //
 // Keys left out are generated.
 type SeedFile struct {
-	Devices []SeedDevice `json:"devices"`
+	Devices        []SeedDevice `json:"devices"`
+	ConsumerGroups []string     `json:"consumerGroups"`
 }
 
 // SeedDevice is one device of a seed file.
@@ -31,10 +34,11 @@ type SeedDevice struct {
 	Desired      map[string]any      `json:"desired"`
 }
 
-func seed(h *hub.Hub, path string) error {
+// seed creates the seed file's devices and returns its consumer groups.
+func seed(h *hub.Hub, path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("seed file: %w", err)
+		return nil, fmt.Errorf("seed file: %w", err)
 	}
 	defer f.Close()
 	var sf SeedFile
@@ -42,7 +46,7 @@ func seed(h *hub.Hub, path string) error {
 	d.UseNumber()
 	d.DisallowUnknownFields()
 	if err := d.Decode(&sf); err != nil {
-		return fmt.Errorf("seed file %s: %w", path, err)
+		return nil, fmt.Errorf("seed file %s: %w", path, err)
 	}
 	ctx := context.Background()
 	for _, sd := range sf.Devices {
@@ -52,13 +56,13 @@ func seed(h *hub.Hub, path string) error {
 		dev := iothub.Device{DeviceID: sd.DeviceID, Status: sd.Status,
 			Authentication: iothub.Authentication{SymmetricKey: iothub.SymmetricKey{PrimaryKey: sd.PrimaryKey, SecondaryKey: sd.SecondaryKey}}}
 		if _, err := h.PutDevice(ctx, dev, ""); err != nil {
-			return fmt.Errorf("seed device %q: %w", sd.DeviceID, err)
+			return nil, fmt.Errorf("seed device %q: %w", sd.DeviceID, err)
 		}
 		if sd.Tags != nil || sd.Desired != nil {
 			if _, err := h.UpdateTwin(ctx, sd.DeviceID, hub.TwinPatch{Tags: sd.Tags, Desired: sd.Desired}, "", false); err != nil {
-				return fmt.Errorf("seed twin %q: %w", sd.DeviceID, err)
+				return nil, fmt.Errorf("seed twin %q: %w", sd.DeviceID, err)
 			}
 		}
 	}
-	return nil
+	return sf.ConsumerGroups, nil
 }

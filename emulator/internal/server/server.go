@@ -172,9 +172,11 @@ func Open(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	if cfg.SeedFile != "" {
-		if err := seed(s.hub, cfg.SeedFile); err != nil {
+		groups, err := seed(s.hub, cfg.SeedFile)
+		if err != nil {
 			return nil, err
 		}
+		s.cfg.ConsumerGroups = append(append([]string(nil), s.cfg.ConsumerGroups...), groups...)
 	}
 	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout}); err != nil {
 		return nil, err
