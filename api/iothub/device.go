@@ -1,5 +1,7 @@
 package iothub
 
+import "strings"
+
 // DeviceStatus is an identity's status, in lower case on the wire
 // (service-api §3.1).
 type DeviceStatus string
@@ -45,6 +47,40 @@ type Device struct {
 	CloudToDeviceMessageCount  int             `json:"cloudToDeviceMessageCount"`
 	Authentication             Authentication  `json:"authentication"`
 	Capabilities               Capabilities    `json:"capabilities"`
+	// DeviceScope is an IoT Edge device's own scope, or the scope of the
+	// edge device a leaf device is the child of; ParentScopes names the
+	// parent's scope (service-api §3.1).
+	DeviceScope  string   `json:"deviceScope,omitempty"`
+	ParentScopes []string `json:"parentScopes,omitempty"`
+}
+
+// EdgeScopePrefix starts every IoT Edge device scope.
+const EdgeScopePrefix = "ms-azure-iot-edge://"
+
+// MaxEdgeDepth is how many layers of IoT Edge devices a hierarchy may
+// have (nested edge: up to five).
+const MaxEdgeDepth = 5
+
+// EdgeScope is the scope the hub gives an IoT Edge device:
+// ms-azure-iot-edge://{deviceId}-{generationId}.
+func EdgeScope(deviceID, generationID string) string {
+	return EdgeScopePrefix + deviceID + "-" + generationID
+}
+
+// ParseEdgeScope reads the device id and generation id out of an edge
+// scope; the generation id is the digits after the last '-'.
+func ParseEdgeScope(scope string) (deviceID, generationID string, ok bool) {
+	rest, found := strings.CutPrefix(scope, EdgeScopePrefix)
+	i := strings.LastIndexByte(rest, '-')
+	if !found || i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	for _, c := range rest[i+1:] {
+		if c < '0' || c > '9' {
+			return "", "", false
+		}
+	}
+	return rest[:i], rest[i+1:], true
 }
 
 // Module is a module identity on a device (service-api §3.8). Modules have

@@ -26,6 +26,8 @@ type Twin struct {
 	ModelID                   string          `json:"modelId"`
 	Version                   int64           `json:"version"`
 	Capabilities              *Capabilities   `json:"capabilities,omitempty"`
+	DeviceScope               string          `json:"deviceScope,omitempty"`
+	ParentScopes              []string        `json:"parentScopes,omitempty"`
 	// Configurations says which automatic configurations target the twin
 	// and which one was applied (service-api §4.1, §9).
 	Configurations map[string]ConfigurationStatus `json:"configurations,omitempty"`
@@ -52,8 +54,42 @@ type TwinPatch struct {
 }
 
 // PatchProperties holds the desired properties of a TwinPatch.
+// DesiredNull is set when the patch says "desired": null, which on Azure
+// removes every desired property.
 type PatchProperties struct {
-	Desired TwinCollection `json:"desired"`
+	Desired     TwinCollection `json:"desired"`
+	DesiredNull bool           `json:"-"`
+}
+
+// MarshalJSON writes desired, or null for DesiredNull.
+func (p PatchProperties) MarshalJSON() ([]byte, error) {
+	if p.DesiredNull {
+		return []byte(`{"desired":null}`), nil
+	}
+	d, err := json.Marshal(p.Desired)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte(`{"desired":`), d...), '}'), nil
+}
+
+// UnmarshalJSON reads desired, telling null from an empty object.
+func (p *PatchProperties) UnmarshalJSON(data []byte) error {
+	var raw struct {
+		Desired json.RawMessage `json:"desired"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	*p = PatchProperties{}
+	if string(bytes.TrimSpace(raw.Desired)) == "null" {
+		p.DesiredNull = true
+		return nil
+	}
+	if raw.Desired == nil {
+		return nil
+	}
+	return json.Unmarshal(raw.Desired, &p.Desired)
 }
 
 // NewTwinPatch returns a patch of tags and desired properties; a nil map
@@ -65,6 +101,10 @@ func NewTwinPatch(tags, desired map[string]any) TwinPatch {
 	}
 	return p
 }
+
+// ClearsDesired reports whether the patch's desired section is null: a
+// PATCH that removes every desired property.
+func (p TwinPatch) ClearsDesired() bool { return p.Properties != nil && p.Properties.DesiredNull }
 
 // DesiredProps returns the patch's desired properties, nil when absent.
 func (p TwinPatch) DesiredProps() map[string]any {

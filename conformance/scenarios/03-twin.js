@@ -36,3 +36,54 @@ exports.desiredNotification = async () => {
     await device.close();
   }
 };
+
+// userProps renders a twin section without $version and $metadata, its
+// keys sorted at every level.
+function userProps(section) {
+  const canonical = (v) => (v && typeof v === 'object' && !Array.isArray(v)
+    ? `{${Object.keys(v).filter((k) => !k.startsWith('$')).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`
+    : JSON.stringify(v));
+  return canonical(section);
+}
+
+// "desired": null removes every desired property; the device's twin then
+// holds $version alone.
+exports.desiredNull = async () => {
+  const { id, cs } = await createDevice('desnull');
+  await registry().updateTwin(id, { properties: { desired: { a: 1, b: { c: 2 } } } }, '*');
+  const { responseBody: cleared } = await registry().updateTwin(id, { properties: { desired: null } }, '*');
+  assert(userProps(cleared.properties.desired) === '{}' && cleared.properties.desired.$version === 3, `desired ${JSON.stringify(cleared.properties.desired)}`);
+  const device = await openDevice(cs);
+  try {
+    const twin = await device.getTwin();
+    assert(userProps(twin.properties.desired) === '{}' && twin.properties.desired.$version === 3, `the device sees ${JSON.stringify(twin.properties.desired)}`);
+  } finally {
+    await device.close();
+  }
+};
+
+// Desired properties updated while the device is offline: a new device
+// client's twin equals the service's.
+exports.desiredWhileOffline = async () => {
+  const { id, cs } = await createDevice('desoff');
+  let device = await openDevice(cs);
+  await device.getTwin();
+  await registry().updateTwin(id, { properties: { desired: { a: 1, nested: { x: 1, gone: { z: 1 } }, list: [1, 2] } } }, '*');
+  await device.close();
+  await registry().updateTwin(id, { properties: { desired: { a: null, b: 2, nested: { y: 2, gone: { z: null } }, list: [3] } } }, '*');
+  await registry().updateTwin(id, { properties: { desired: { c: { d: 'e' }, nested: { x: null } } } }, '*');
+  const { responseBody: service } = await registry().getTwin(id);
+  device = await openDevice(cs);
+  try {
+    const twin = await device.getTwin();
+    const want = userProps(service.properties.desired);
+    const got = userProps(twin.properties.desired);
+    assert(got === want && twin.properties.desired.$version === service.properties.desired.$version,
+      `the device sees ${JSON.stringify(twin.properties.desired)}, the service ${JSON.stringify(service.properties.desired)}`);
+    // An app's listener is first handed the whole desired section.
+    const first = await new Promise((resolve) => twin.on('properties.desired', resolve));
+    assert(userProps(first) === want, `the listener got ${JSON.stringify(first)}`);
+  } finally {
+    await device.close();
+  }
+};

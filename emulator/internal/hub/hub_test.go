@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -499,6 +500,66 @@ func TestTelemetry(t *testing.T) {
 	d, _ := h.Device("d1")
 	if d.LastActivityTime.IsZero() || d.ConnectionState != iothub.Connected {
 		t.Fatalf("device %+v", d)
+	}
+}
+
+// Ensure that a patch whose desired section is null removes every
+// desired property under a new $version, with or without If-Match, and
+// that the device is told only that version: on Azure, PATCH /twins/{id}
+// with {"properties":{"desired":null}} empties the section, and the
+// device's notification carries $version alone.
+func TestDesiredNull(t *testing.T) {
+	h := mustOpen(t, hub.Options{})
+	mustDevice(t, h, "d1")
+	l := newLink()
+	c, _, _ := h.Attach(ctx, "d1", l, false)
+	h.Subscribe(c, hub.SubDesired)
+	var body iothub.TwinPatch
+	if err := json.Unmarshal([]byte(`{"properties":{"desired":null}}`), &body); err != nil || !body.ClearsDesired() {
+		t.Fatalf("desired null decoded as %+v, %v", body, err)
+	}
+	for i, ifMatch := range []string{"", "*"} {
+		h.UpdateTwin(ctx, "d1", hub.TwinPatch{Desired: obj(t, `{"a":1,"b":{"c":2}}`)}, "", false)
+		<-l.desired
+		tw, err := h.UpdateTwin(ctx, "d1", hub.PatchOf(body), ifMatch, false)
+		if err != nil || len(tw.Properties.Desired.Props) != 0 || tw.Properties.Desired.Version != int64(2*i+3) {
+			t.Fatalf("If-Match %q: desired %+v, %v", ifMatch, tw.Properties.Desired, err)
+		}
+		if got := <-l.desired; got != fmt.Sprintf(`{"$version":%d}`, 2*i+3) {
+			t.Fatalf("notification %s", got)
+		}
+	}
+	// And it survives a restart as an empty section.
+	h.reopen(t)
+	if tw, _ := h.Twin("d1"); len(tw.Properties.Desired.Props) != 0 || tw.Properties.Desired.Version != 5 {
+		t.Fatalf("after a restart: %+v", tw.Properties.Desired)
+	}
+}
+
+// Ensure that desired properties changed while the device is offline
+// reach it whole: on Azure a device that reconnects reads its twin and
+// gets the desired section the service sees, every merge applied in
+// order (members set to null removed, objects merged, arrays replaced),
+// under the service's $version.
+func TestDesiredWhileOffline(t *testing.T) {
+	h := mustOpen(t, hub.Options{})
+	mustDevice(t, h, "d1")
+	c, _, _ := h.Attach(ctx, "d1", newLink(), true)
+	h.Subscribe(c, hub.SubDesired)
+	h.UpdateTwin(ctx, "d1", hub.TwinPatch{Desired: obj(t, `{"a":1,"nested":{"x":1,"gone":{"z":1}},"list":[1,2]}`)}, "*", false)
+	h.Detach(c)
+	for _, p := range []string{`{"a":null,"b":2,"nested":{"y":2,"gone":{"z":null}},"list":[3]}`, `{"c":{"d":"e"},"nested":{"x":null}}`} {
+		if _, err := h.UpdateTwin(ctx, "d1", hub.TwinPatch{Desired: obj(t, p)}, "*", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _, _ = h.Attach(ctx, "d1", newLink(), true)
+	defer h.Detach(c)
+	dev, _ := h.DeviceTwin("d1")
+	svc, _ := h.Twin("d1")
+	want := `{"b":2,"c":{"d":"e"},"list":[3],"nested":{"gone":{},"y":2}}`
+	if got := jsonOf(dev.Desired.Props); got != want || jsonOf(svc.Properties.Desired.Props) != want || dev.Desired.Version != svc.Properties.Desired.Version || dev.Desired.Version != 4 {
+		t.Fatalf("the device reads %s (v%d), the service %s (v%d)", got, dev.Desired.Version, jsonOf(svc.Properties.Desired.Props), svc.Properties.Desired.Version)
 	}
 }
 

@@ -379,7 +379,7 @@ func (h *Hub) runDevice(ctx context.Context, jb *job, dj *iothub.DeviceJob) {
 			outcome = &iothub.DeviceJobOutcome{DeviceMethodResponse: &res}
 		}
 	case iothub.JobScheduleUpdateTwin:
-		patch := TwinPatch{Tags: j.UpdateTwin.Tags, Desired: j.UpdateTwin.DesiredProps()}
+		patch := PatchOf(*j.UpdateTwin)
 		_, err = h.UpdateTwin(ctx, dj.DeviceID, patch, "*", false)
 	}
 	jb.mu.Lock()

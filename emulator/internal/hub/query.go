@@ -128,6 +128,20 @@ func (d *twinDoc) Lookup(path []string) (any, bool) {
 		v = float64(r.Twin.Version)
 	case "capabilities":
 		v = map[string]any{"iotEdge": dev.Capabilities.IoTEdge}
+	case "devicescope":
+		if dev.DeviceScope == "" {
+			return nil, false
+		}
+		v = dev.DeviceScope
+	case "parentscopes":
+		if len(dev.ParentScopes) == 0 {
+			return nil, false
+		}
+		scopes := make([]any, len(dev.ParentScopes))
+		for i, s := range dev.ParentScopes {
+			scopes[i] = s
+		}
+		v = scopes
 	case "configurations":
 		m := make(map[string]any, len(r.Twin.Configurations))
 		for id, st := range r.Twin.Configurations {

@@ -47,16 +47,20 @@ func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (i
 	if err := normalizeDevice(&d); err != nil {
 		return iothub.Device{}, err
 	}
+	var e *entry
+	var err error
 	if ifMatch == "" {
-		e, err := h.create(d, "", "")
-		if err != nil {
-			return iothub.Device{}, err
-		}
-		return e.device(), nil
+		e, err = h.create(d, "", "")
+	} else {
+		e, err = h.replace(d, "", ifMatch)
 	}
-	e, err := h.replace(d, "", ifMatch)
 	if err != nil {
 		return iothub.Device{}, err
+	}
+	if d.Capabilities.IoTEdge {
+		if err := h.ensureEdgeModules(ctx, d.DeviceID); err != nil {
+			return iothub.Device{}, err
+		}
 	}
 	return e.device(), nil
 }
@@ -93,6 +97,13 @@ func (h *Hub) create(d iothub.Device, moduleID, managedBy string) (*entry, error
 	d.ConnectionStateUpdatedTime, d.LastActivityTime = iothub.Time{}, iothub.Time{}
 	d.StatusUpdatedTime = iothub.Time{}
 	d.CloudToDeviceMessageCount = 0
+	if moduleID == "" {
+		if err := h.resolveScopes(&d); err != nil {
+			return nil, err
+		}
+	} else {
+		d.DeviceScope, d.ParentScopes = "", nil
+	}
 	rec := &Record{Device: d, ModuleID: moduleID, ManagedBy: managedBy, DeviceETag: 1, TwinETag: 1}
 	rec.Device.ETag = deviceETag(1)
 	rec.Twin = iothub.Twin{
@@ -126,6 +137,13 @@ func (h *Hub) replace(d iothub.Device, moduleID, ifMatch string) (*entry, error)
 	e, err := h.entry(Key(d.DeviceID, moduleID))
 	if err != nil {
 		return nil, err
+	}
+	if moduleID == "" {
+		// Before the entry's lock: the parents' entries are looked up.
+		d.GenerationID = e.rec.Load().Device.GenerationID
+		if err := h.resolveScopes(&d); err != nil {
+			return nil, err
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

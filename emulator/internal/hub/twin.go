@@ -38,6 +38,7 @@ func (e *entry) twin() iothub.Twin {
 	t.X509Thumbprint = d.Authentication.X509Thumbprint
 	caps := d.Capabilities
 	t.Capabilities = &caps
+	t.DeviceScope, t.ParentScopes = d.DeviceScope, d.ParentScopes
 	if t.Tags == nil {
 		t.Tags = map[string]any{}
 	}
@@ -96,6 +97,14 @@ func (h *Hub) UpdateReported(ctx context.Context, deviceID string, patch map[str
 type TwinPatch struct {
 	Tags    map[string]any
 	Desired map[string]any
+	// ClearDesired removes every desired property, as "desired": null
+	// does on Azure; Desired is then ignored.
+	ClearDesired bool
+}
+
+// PatchOf is the hub's patch for a service's twin patch body.
+func PatchOf(b iothub.TwinPatch) TwinPatch {
+	return TwinPatch{Tags: b.Tags, Desired: b.DesiredProps(), ClearDesired: b.ClearsDesired()}
 }
 
 // UpdateTwin merges patch into a twin (PATCH /twins/{id}) or, with replace,
@@ -136,7 +145,16 @@ func (h *Hub) UpdateTwin(ctx context.Context, deviceID string, patch TwinPatch, 
 			}
 			mergeValues(next.Twin.Tags, nil, patch.Tags, now, 0)
 		}
-		if patch.Desired != nil {
+		switch {
+		case patch.ClearDesired:
+			// Azure empties the section under a new $version, and the
+			// device is told just that version.
+			des := &next.Twin.Properties.Desired
+			des.Version++
+			des.Props = map[string]any{}
+			des.Metadata = &iothub.Metadata{LastUpdated: now, LastUpdatedVersion: des.Version}
+			notify, _ = json.Marshal(iothub.TwinCollection{Props: map[string]any{}, Version: des.Version})
+		case patch.Desired != nil:
 			notify = mergeDesired(next, patch.Desired, now)
 		}
 	}

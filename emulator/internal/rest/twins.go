@@ -36,7 +36,7 @@ func (s *Server) handleUpdateTwin(replace bool) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		patch := hub.TwinPatch{Tags: b.Tags, Desired: b.DesiredProps()}
+		patch := hub.PatchOf(b)
 		t, err := s.hub.UpdateTwin(r.Context(), twinKey(r), patch, r.Header.Get("If-Match"), replace)
 		if err != nil {
 			s.writeError(w, r, err)
