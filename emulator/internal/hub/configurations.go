@@ -26,11 +26,15 @@ type cfgState struct {
 	kick  chan struct{} // asks the worker for an evaluation now
 	stop  chan struct{} // closed by Close
 	done  chan struct{} // closed when the worker has stopped
+
+	evalMu    sync.Mutex
+	evaluated chan struct{} // guarded by evalMu; closed and replaced when an evaluation ends
 }
 
 func (h *Hub) loadConfigurations() error {
 	h.cfgs.byID = map[string]iothub.Configuration{}
 	h.cfgs.kick = make(chan struct{}, 1)
+	h.cfgs.evaluated = make(chan struct{})
 	err := h.svcStore.LoadConfigurations(func(c iothub.Configuration) error {
 		h.cfgs.byID[c.ID] = c
 		return nil
@@ -56,6 +60,10 @@ func (h *Hub) startConfigurations() {
 		}
 		for {
 			h.applyConfigurations()
+			h.cfgs.evalMu.Lock()
+			close(h.cfgs.evaluated)
+			h.cfgs.evaluated = make(chan struct{})
+			h.cfgs.evalMu.Unlock()
 			select {
 			case <-h.cfgs.stop:
 				return
@@ -72,6 +80,26 @@ func (h *Hub) stopConfigurations() {
 		<-h.cfgs.done
 		h.cfgs.stop = nil
 	}
+}
+
+// AwaitConfigurations returns once an evaluation of the configurations
+// that began after the call has ended, so their content is applied, or
+// when ctx ends.
+func (h *Hub) AwaitConfigurations(ctx context.Context) error {
+	// The evaluation running now may have begun before the call: wait for
+	// the end of the next one.
+	for range 2 {
+		h.cfgs.evalMu.Lock()
+		ended := h.cfgs.evaluated
+		h.cfgs.evalMu.Unlock()
+		h.kickConfigurations()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (h *Hub) kickConfigurations() {
@@ -158,11 +186,20 @@ func validateConfiguration(c *iothub.Configuration) error {
 			return iothub.Errorf(iothub.InvalidConfigurationCustomMetricsQuery, "the metric query %q is invalid: %v", name, err)
 		}
 	}
-	if len(c.Content.ModulesContent) > 0 || len(c.Content.ModuleContent) > 0 {
-		return iothub.Errorf(iothub.InvalidConfigurationContent, "module content (IoT Edge deployments) is not supported by the emulator")
+	if len(c.Content.ModuleContent) > 0 {
+		return iothub.Errorf(iothub.InvalidConfigurationContent, "moduleContent (configurations of module twins) is not supported by the emulator")
+	}
+	if len(c.Content.ModulesContent) > 0 {
+		if len(c.Content.DeviceContent) > 0 {
+			return iothub.Errorf(iothub.InvalidConfigurationContent, "a configuration has deviceContent or modulesContent, not both")
+		}
+		if _, err := iothub.ParseModulesContent(c.Content.ModulesContent); err != nil {
+			return iothub.Errorf(iothub.InvalidConfigurationContent, "%v", err)
+		}
+		return nil
 	}
 	if len(c.Content.DeviceContent) == 0 {
-		return iothub.Errorf(iothub.InvalidConfigurationContent, "the configuration has no deviceContent")
+		return iothub.Errorf(iothub.InvalidConfigurationContent, "the configuration has no deviceContent or modulesContent")
 	}
 	if _, err := contentPatch(c.Content.DeviceContent); err != nil {
 		return iothub.Errorf(iothub.InvalidConfigurationContent, "%v", err)
@@ -296,6 +333,10 @@ func (h *Hub) TestConfigurationQueries(t iothub.ConfigurationQueriesTest) iothub
 // twins the target condition selects now, and those the configuration was
 // applied to; and the custom metrics, by running their queries.
 func (h *Hub) withMetrics(c iothub.Configuration) iothub.Configuration {
+	if len(c.Content.ModulesContent) > 0 {
+		c.SystemMetrics = h.deploymentMetrics(c)
+		return h.withCustomMetrics(c)
+	}
 	var targeted, applied int64
 	cond, err := query.ParseCondition(c.TargetCondition)
 	for _, d := range twinDocs(h.deviceEntries()) {
@@ -313,6 +354,11 @@ func (h *Hub) withMetrics(c iothub.Configuration) iothub.Configuration {
 			iothub.MetricApplied:  "select deviceId from devices where configurations.[[" + c.ID + "]].status = 'Applied'",
 		},
 	}
+	return h.withCustomMetrics(c)
+}
+
+// withCustomMetrics runs a configuration's metric queries.
+func (h *Hub) withCustomMetrics(c iothub.Configuration) iothub.Configuration {
 	c.Metrics.Results = map[string]int64{}
 	if c.Metrics.Queries == nil {
 		c.Metrics.Queries = map[string]string{}
@@ -340,12 +386,19 @@ func (h *Hub) applyConfigurations() {
 	}
 	h.cfgs.mu.Lock()
 	var cfgs []compiled
+	var deps []compiledDeployment
 	for _, c := range h.cfgs.byID {
 		if c.TargetCondition == "" {
 			continue
 		}
 		cond, err := query.ParseCondition(c.TargetCondition)
 		if err != nil {
+			continue
+		}
+		if len(c.Content.ModulesContent) > 0 {
+			if d, err := iothub.ParseModulesContent(c.Content.ModulesContent); err == nil {
+				deps = append(deps, compiledDeployment{c: &c, cond: cond, d: d})
+			}
 			continue
 		}
 		cfgs = append(cfgs, compiled{c, cond})
@@ -356,16 +409,9 @@ func (h *Hub) applyConfigurations() {
 		return // nothing to apply, and no twin lists a configuration
 	}
 	h.cfgs.clean = none
-	sort.Slice(cfgs, func(i, j int) bool {
-		a, b := cfgs[i].c, cfgs[j].c
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
-		}
-		if !a.CreatedTimeUtc.Equal(b.CreatedTimeUtc.Time) {
-			return a.CreatedTimeUtc.After(b.CreatedTimeUtc.Time)
-		}
-		return a.ID < b.ID
-	})
+	sort.Slice(cfgs, func(i, j int) bool { return ranksAbove(&cfgs[i].c, &cfgs[j].c) })
+	sort.Slice(deps, func(i, j int) bool { return ranksAbove(deps[i].c, deps[j].c) })
+	h.applyDeployments(deps)
 	// Twins are written by a few workers at once, so their commits share
 	// fsyncs: a configuration may target the whole fleet.
 	docs := make(chan query.Doc)
@@ -395,6 +441,18 @@ func (h *Hub) applyConfigurations() {
 	}
 	close(docs)
 	wg.Wait()
+}
+
+// ranksAbove orders configurations as Azure picks among them: the
+// higher priority, then the newer, wins.
+func ranksAbove(a, b *iothub.Configuration) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if !a.CreatedTimeUtc.Equal(b.CreatedTimeUtc.Time) {
+		return a.CreatedTimeUtc.After(b.CreatedTimeUtc.Time)
+	}
+	return a.ID < b.ID
 }
 
 // configurationWorkers is how many twins an evaluation writes at once.

@@ -74,3 +74,19 @@ func (s *Server) handleTestConfigurationQueries(w http.ResponseWriter, r *http.R
 	}
 	writeJSON(w, http.StatusOK, s.hub.TestConfigurationQueries(t))
 }
+
+// handleApplyConfigurationContent is POST
+// /devices/{id}/applyConfigurationContent: modulesContent applied to an
+// IoT Edge device's module twins now (service-api §9).
+func (s *Server) handleApplyConfigurationContent(w http.ResponseWriter, r *http.Request) {
+	var c iothub.ConfigurationContent
+	if err := decode(r, &c); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.hub.ApplyConfigurationContent(r.Context(), pathID(r, "id"), c); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

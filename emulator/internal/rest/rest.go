@@ -73,6 +73,7 @@ func (s *Server) routes() http.Handler {
 	r.With(read).Get("/devices/{id}", s.handleGetDevice)
 	r.With(write).Put("/devices/{id}", s.handlePutDevice)
 	r.With(write).Delete("/devices/{id}", s.handleDeleteDevice)
+	r.With(write).Post("/devices/{id}/applyConfigurationContent", s.handleApplyConfigurationContent)
 	r.With(read).Get("/devices/{id}/modules", s.handleListModules)
 	r.With(read).Get("/devices/{id}/modules/{mid}", s.handleGetModule)
 	r.With(write).Put("/devices/{id}/modules/{mid}", s.handlePutModule)
