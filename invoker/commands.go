@@ -319,4 +319,3 @@ func cmdQuery(ctx context.Context, e *env, args []string) error {
 	e.print(rows, b.String())
 	return nil
 }
-
