@@ -64,4 +64,50 @@ async function expectError(p, check) {
   throw new Error('expected an error, got success');
 }
 
-module.exports = { serviceString, hostName, registry, serviceClient, uniqueId, createDevice, openDevice, updateReported, sleep, eventually, assert, expectError };
+// Reading telemetry back through the hub's Event Hubs-compatible endpoint,
+// as a back end does.
+const serviceKey = () => /SharedAccessKey=([^;]+)/.exec(serviceString())[1];
+const keyName = () => /SharedAccessKeyName=([^;]+)/.exec(serviceString())[1];
+
+// The Event Hubs-compatible connection string of the policy.
+function eventHubString() {
+  const host = hostName();
+  return `Endpoint=sb://${host}/;SharedAccessKeyName=${keyName()};SharedAccessKey=${serviceKey()};EntityPath=${host.split('.')[0]}`;
+}
+
+// subscribe follows every partition from startPosition and returns the
+// events seen so far, and a close.
+function subscribe(consumer, startPosition) {
+  const events = [];
+  const subscription = consumer.subscribe({
+    processEvents: async (batch) => { events.push(...batch); },
+    processError: async (err) => { events.push({ error: err }); },
+  }, { startPosition, maxWaitTimeInSeconds: 1 });
+  return { events, close: () => subscription.close() };
+}
+
+// endPositions starts after what each partition holds now.
+async function endPositions(consumer) {
+  const startPosition = {};
+  for (const p of await consumer.getPartitionIds()) {
+    const info = await consumer.getPartitionProperties(p);
+    startPosition[p] = { sequenceNumber: info.lastEnqueuedSequenceNumber, isInclusive: false };
+  }
+  return startPosition;
+}
+
+// fromDevice waits for n events of device id and returns them in order.
+function fromDevice(events, id, n) {
+  return eventually(async () => {
+    const err = events.find((e) => e.error);
+    assert(!err, `processError: ${err && err.error}`);
+    const got = events.filter((e) => e.systemProperties && e.systemProperties['iothub-connection-device-id'] === id);
+    assert(got.length >= n, `${events.length} events, ${got.length} from ${id}`);
+    return got;
+  }, 20000);
+}
+
+module.exports = {
+  serviceString, hostName, registry, serviceClient, uniqueId, createDevice, openDevice, updateReported, sleep, eventually, assert, expectError,
+  serviceKey, keyName, eventHubString, endPositions, subscribe, fromDevice,
+};

@@ -30,9 +30,11 @@ type FeedbackRecord struct {
 
 // Feedback status codes.
 const (
-	FeedbackSuccess = "Success"
-	FeedbackExpired = "Expired"
-	FeedbackPurged  = "Purged"
+	FeedbackSuccess               = "Success"
+	FeedbackExpired               = "Expired"
+	FeedbackPurged                = "Purged"
+	FeedbackRejected              = "Rejected"
+	FeedbackDeliveryCountExceeded = "DeliveryCountExceeded"
 )
 
 // FeedbackContentType is the content type of a feedback batch.

@@ -51,6 +51,7 @@ const (
 	ModuleAlreadyExistsOnDevice               ErrorCode = 409301 // create of an existing module
 	ConfigurationAlreadyExists                ErrorCode = 409401 // create of an existing configuration
 	PreconditionFailed                        ErrorCode = 412001 // etag mismatch
+	DeviceMessageLockLost                     ErrorCode = 412002 // a C2D lock token that is not the message's current lock
 	MessageTooLarge                           ErrorCode = 413001 // payload over limit
 	TooManyDevices                            ErrorCode = 413002 // more than 100 entries in bulk
 	ConfigurationCountLimitExceeded           ErrorCode = 413101 // more than 100 configurations
@@ -96,6 +97,7 @@ var codeNames = map[ErrorCode]string{
 	JobAlreadyExists:                          "JobAlreadyExists",
 	ModuleAlreadyExistsOnDevice:               "ModuleAlreadyExistsOnDevice",
 	PreconditionFailed:                        "PreconditionFailed",
+	DeviceMessageLockLost:                     "DeviceMessageLockLost",
 	MessageTooLarge:                           "MessageTooLarge",
 	TooManyDevices:                            "TooManyDevices",
 	ThrottlingException:                       "ThrottlingException",

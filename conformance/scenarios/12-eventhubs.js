@@ -9,17 +9,9 @@ const crypto = require('crypto');
 const { Message } = require('azure-iot-common');
 const { MqttWs } = require('azure-iot-device-mqtt');
 const { EventHubConsumerClient, EventHubProducerClient } = require('@azure/event-hubs');
-const { Connection, ReceiverEvents, isAmqpError } = require('rhea-promise');
-const { serviceString, hostName, createDevice, openDevice, uniqueId, eventually, assert, expectError } = require('../lib');
+const { Connection, isAmqpError } = require('rhea-promise');
+const { hostName, createDevice, openDevice, uniqueId, assert, expectError, serviceKey, keyName, eventHubString, endPositions, subscribe, fromDevice } = require('../lib');
 
-const serviceKey = () => /SharedAccessKey=([^;]+)/.exec(serviceString())[1];
-const keyName = () => /SharedAccessKeyName=([^;]+)/.exec(serviceString())[1];
-
-// The Event Hubs-compatible connection string of the policy.
-function eventHubString() {
-  const host = hostName();
-  return `Endpoint=sb://${host}/;SharedAccessKeyName=${keyName()};SharedAccessKey=${serviceKey()};EntityPath=${host.split('.')[0]}`;
-}
 
 // redirectedEventHubString finds the endpoint as Microsoft's
 // iothubConnectionString sample does: SASL PLAIN to the hub's AMQP port
@@ -37,51 +29,21 @@ async function redirectedEventHubString() {
   });
   await conn.open();
   try {
-    // The receiver opens, then the hub detaches it with the redirect.
-    const receiver = await conn.createReceiver({ source: { address: `amqps://${host}/messages/events/$management` } });
-    const err = await new Promise((resolve) => {
-      receiver.on(ReceiverEvents.receiverError, (ctx) => resolve(ctx.receiver && ctx.receiver.error));
-      receiver.on(ReceiverEvents.receiverClose, (ctx) => resolve(ctx.receiver && ctx.receiver.error));
-    });
-    assert(isAmqpError(err) && err.condition === 'amqp:link:redirect', `the receiver ended with ${JSON.stringify(err)}`);
+    // The hub refuses the receiver with the redirect: the error comes as
+    // the attach's rejection or, once it has opened, as the link's error;
+    // the handlers are given with the options so neither can be missed.
+    let settle;
+    const ended = new Promise((resolve) => { settle = resolve; });
+    const onEnd = (ctx) => settle(ctx.receiver && ctx.receiver.error);
+    const err = await conn.createReceiver({ source: { address: `amqps://${host}/messages/events/$management` }, onMessage: () => {}, onError: onEnd, onClose: onEnd })
+      .then(() => ended, (e) => e);
+    assert(isAmqpError(err) && err.condition === 'amqp:link:redirect', `the receiver ended with ${err && err.name}: ${err && err.message} ${JSON.stringify(err)}`);
     const m = /:\d+\/(.*)\/\$management/i.exec(err.info.address);
     assert(m && err.info.hostname, `redirect info ${JSON.stringify(err.info)}`);
     return `Endpoint=sb://${err.info.hostname}/;SharedAccessKeyName=${keyName()};SharedAccessKey=${serviceKey()};EntityPath=${m[1]}`;
   } finally {
     await conn.close();
   }
-}
-
-// subscribe follows every partition from startPosition and returns the
-// events seen so far, and a close.
-function subscribe(consumer, startPosition) {
-  const events = [];
-  const subscription = consumer.subscribe({
-    processEvents: async (batch) => { events.push(...batch); },
-    processError: async (err) => { events.push({ error: err }); },
-  }, { startPosition, maxWaitTimeInSeconds: 1 });
-  return { events, close: () => subscription.close() };
-}
-
-// endPositions starts after what each partition holds now.
-async function endPositions(consumer) {
-  const startPosition = {};
-  for (const p of await consumer.getPartitionIds()) {
-    const info = await consumer.getPartitionProperties(p);
-    startPosition[p] = { sequenceNumber: info.lastEnqueuedSequenceNumber, isInclusive: false };
-  }
-  return startPosition;
-}
-
-// fromDevice waits for n events of device id and returns them in order.
-function fromDevice(events, id, n) {
-  return eventually(async () => {
-    const err = events.find((e) => e.error);
-    assert(!err, `processError: ${err && err.error}`);
-    const got = events.filter((e) => e.systemProperties && e.systemProperties['iothub-connection-device-id'] === id);
-    assert(got.length >= n, `${events.length} events, ${got.length} from ${id}`);
-    return got;
-  }, 20000);
 }
 
 exports.readTelemetry = async () => {

@@ -46,14 +46,15 @@ type ServiceStore interface {
 type Record struct {
 	// Device is the identity; for a module it is the module's identity
 	// (keys, times) with the parent's DeviceID.
-	Device     iothub.Device `json:"device"`
-	ModuleID   string        `json:"moduleId,omitempty"`
-	ManagedBy  string        `json:"managedBy,omitempty"`
-	Twin       iothub.Twin   `json:"twin"`
-	TwinETag   int64         `json:"twinEtagCounter"`
-	DeviceETag int64         `json:"deviceEtagCounter"`
-	Session    Subscriptions `json:"session"`
-	C2D        []C2DMessage  `json:"c2d,omitempty"` // pending cloud-to-device messages, oldest first
+	Device      iothub.Device `json:"device"`
+	ModuleID    string        `json:"moduleId,omitempty"`
+	ManagedBy   string        `json:"managedBy,omitempty"`
+	Twin        iothub.Twin   `json:"twin"`
+	TwinETag    int64         `json:"twinEtagCounter"`
+	DeviceETag  int64         `json:"deviceEtagCounter"`
+	Session     Subscriptions `json:"session"`
+	C2D         []C2DMessage  `json:"c2d,omitempty"`         // pending cloud-to-device messages, oldest first
+	C2DSequence int64         `json:"c2dSequence,omitempty"` // the sequence number of the last message queued
 }
 
 // Options configures a Hub. The zero value of each field is a usable default.

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -28,8 +29,40 @@ func (c *Conn) Telemetry(moduleID string, props map[string]string, body []byte) 
 // durable. A transport that acknowledges messages out of its read loop
 // (MQTT QoS 1 PUBACKs, in order) acknowledges each after its wait.
 func (c *Conn) QueueTelemetry(moduleID string, props map[string]string, body []byte) func() error {
-	now := c.hub.now()
-	e := c.e
+	return c.hub.queueTelemetry(c.e, moduleID, props, body)
+}
+
+// An Event of a device that has no connection: what it sends over HTTPS.
+type DeviceEvent struct {
+	Properties map[string]string
+	Body       []byte
+}
+
+// SendEvents accepts the events a device sends in one request, without a
+// connection (HTTPS): they are appended in order and it returns once all
+// are durable, the first failure otherwise. The identity must be enabled.
+func (h *Hub) SendEvents(ctx context.Context, deviceID string, events []DeviceEvent) error {
+	e, err := h.entry(deviceID)
+	if err != nil {
+		return err
+	}
+	if err := h.deviceEnabled(e); err != nil {
+		return err
+	}
+	waits := make([]func() error, len(events))
+	for i, ev := range events {
+		waits[i] = h.queueTelemetry(e, "", ev.Properties, ev.Body)
+	}
+	for _, wait := range waits {
+		if err := wait(); err != nil {
+			return iothub.Errorf(iothub.ServerError, "the message could not be stored")
+		}
+	}
+	return nil
+}
+
+func (h *Hub) queueTelemetry(e *entry, moduleID string, props map[string]string, body []byte) func() error {
+	now := h.now()
 	e.live.lastActivity.Store(now.UnixNano())
 	rec := e.rec.Load()
 	deviceID := rec.Device.DeviceID
@@ -37,7 +70,7 @@ func (c *Conn) QueueTelemetry(moduleID string, props map[string]string, body []b
 	if t := rec.Device.Authentication.Type; t == iothub.AuthSelfSigned || t == iothub.AuthCertificateAuthority {
 		auth = "x509"
 	}
-	return c.hub.appendEvent(Event{Enqueued: now, DeviceID: deviceID, ModuleID: moduleID, GenerationID: rec.Device.GenerationID,
+	return h.appendEvent(Event{Enqueued: now, DeviceID: deviceID, ModuleID: moduleID, GenerationID: rec.Device.GenerationID,
 		AuthType: auth, ModelID: rec.Twin.ModelID, Properties: props, Body: body})
 }
 

@@ -102,6 +102,7 @@ func (s *Server) routes() http.Handler {
 	r.With(svc).Get("/jobs/v2/{id}", s.handleGetJob)
 	r.With(svc).Post("/jobs/v2/{id}/cancel", s.handleCancelJob)
 	r.With(svc).Delete("/devices/{id}/commands", s.handlePurgeC2D)
+	s.deviceRoutes(r)
 	r.With(svc).Get("/emulator/devices/{id}/messages", s.handleMessages)
 	r.With(svc).Post("/emulator/devices/{id}/messages/devicebound", s.handleSendC2D)
 	return r
