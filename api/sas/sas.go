@@ -236,5 +236,19 @@ func DeviceResource(host, deviceID, moduleID string) string {
 	return r
 }
 
+// ParseDeviceResource reads a DeviceResource back: host, device and
+// optional module. The segments are taken as they are; decode the whole
+// resource first if it came percent-encoded.
+func ParseDeviceResource(resource string) (host, deviceID, moduleID string, ok bool) {
+	parts := strings.Split(strings.TrimSuffix(resource, "/"), "/")
+	switch {
+	case len(parts) == 3 && parts[1] == "devices" && parts[0] != "" && parts[2] != "":
+		return parts[0], parts[2], "", true
+	case len(parts) == 5 && parts[1] == "devices" && parts[3] == "modules" && parts[0] != "" && parts[2] != "" && parts[4] != "":
+		return parts[0], parts[2], parts[4], true
+	}
+	return "", "", "", false
+}
+
 // Escape percent-encodes s as the official SDKs encode sr; see iothub.Escape.
 func Escape(s string) string { return iothub.Escape(s) }

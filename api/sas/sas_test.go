@@ -198,3 +198,20 @@ func TestVerifyEventHubs(t *testing.T) {
 		t.Errorf("the decoded key's signature is an IoT Hub token: %v", err)
 	}
 }
+
+func TestParseDeviceResource(t *testing.T) {
+	for _, tt := range []struct{ in, host, dev, mod string }{
+		{"localhost/devices/d1", "localhost", "d1", ""},
+		{"h.azure-devices.net/devices/d1/modules/m1/", "h.azure-devices.net", "d1", "m1"},
+	} {
+		h, d, m, ok := ParseDeviceResource(tt.in)
+		if !ok || h != tt.host || d != tt.dev || m != tt.mod || DeviceResource(h, d, m) != strings.TrimSuffix(tt.in, "/") {
+			t.Errorf("%s: %q %q %q %v", tt.in, h, d, m, ok)
+		}
+	}
+	for _, bad := range []string{"", "localhost", "localhost/devices", "localhost/devices//", "/devices/d", "h/things/d", "h/devices/d/modules", "h/devices/d/x/m"} {
+		if _, _, _, ok := ParseDeviceResource(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

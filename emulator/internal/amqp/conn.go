@@ -50,6 +50,9 @@ type conn struct {
 	sessions     map[uint16]*session // guarded by mu; by the client's channel
 	claims       []Claim             // guarded by mu; what put-tokens granted
 	saslUser     string              // the SASL PLAIN user name, if any; set before the reader starts
+	hostname     string              // guarded by mu; the host name of the client's open
+	shared       map[any]any         // guarded by mu; the faces' values for this connection (Link.Shared)
+	cleanups     []func()            // guarded by mu; run when the connection ends
 
 	nodes sync.WaitGroup // the nodes' Serve goroutines
 }
@@ -62,6 +65,17 @@ func (c *conn) stop() {
 	c.nc.Close()
 }
 
+// runCleanups runs the faces' cleanups of the connection's shared values.
+func (c *conn) runCleanups() {
+	c.mu.Lock()
+	cleanups := c.cleanups
+	c.cleanups, c.shared = nil, nil
+	c.mu.Unlock()
+	for _, f := range cleanups {
+		f()
+	}
+}
+
 func (c *conn) serve() {
 	defer c.stop()
 	var wg sync.WaitGroup
@@ -72,6 +86,7 @@ func (c *conn) serve() {
 	}()
 	defer wg.Wait()
 	defer c.finish()
+	defer c.runCleanups()
 	defer c.detachAll()
 	if err := c.handshake(); err != nil {
 		c.s.log.Info("amqp connection refused", "remote", c.remote(), "reason", err.Error())
@@ -255,6 +270,7 @@ func (c *conn) writeLoop() {
 		done := c.finishing && len(c.wq) == 0
 		c.wmu.Unlock()
 		if done {
+			c.nc.Close() // everything went out: the reader ends too
 			return
 		}
 		beat.Reset(c.heartbeatEvery())

@@ -2,6 +2,8 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 
@@ -100,12 +102,95 @@ func (l *Link) Send(ctx context.Context, m *wire.Message) error {
 			return ErrDetached
 		}
 		if l.credit > 0 && len(l.pending) == 0 {
-			l.transferLocked(b)
+			l.transferLocked(b, nil, nil)
 			c.mu.Unlock()
 			return nil
 		}
 		c.mu.Unlock() // a drain took the credit: wait for more
 	}
+}
+
+// SendUnsettled sends m as Send does, but unsettled, with delivery tag
+// tag: settled is called once with the state the client settles it with,
+// or with nil if the link ends first. It is called on the connection's
+// reader goroutine (for nil, its own) and must not block on the
+// connection.
+func (l *Link) SendUnsettled(ctx context.Context, m *wire.Message, tag []byte, settled func(wire.DeliveryState)) error {
+	b, err := m.Marshal(nil)
+	if err != nil {
+		return err
+	}
+	c := l.conn
+	for {
+		if err := l.WaitCredit(ctx); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if l.ended {
+			c.mu.Unlock()
+			return ErrDetached
+		}
+		if l.credit > 0 && len(l.pending) == 0 {
+			l.transferLocked(b, tag, settled)
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+	}
+}
+
+// HostName is the host name the client's open named.
+func (l *Link) HostName() string {
+	l.conn.mu.Lock()
+	defer l.conn.mu.Unlock()
+	return l.conn.hostname
+}
+
+// PeerCertificates are the certificates the client presented in its TLS
+// handshake, if it made one on this connection.
+func (l *Link) PeerCertificates() []*x509.Certificate {
+	if tc, ok := l.conn.nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return tc.ConnectionState().PeerCertificates
+	}
+	return nil
+}
+
+// CloseConnection closes the link's connection with e: the close frame
+// goes out, then the socket is closed.
+func (l *Link) CloseConnection(e *wire.Error) {
+	l.conn.closeWith(e)
+	l.conn.finish()
+}
+
+// Shared returns the value a face keeps for the link's connection under
+// key, made by create on first use; create's cleanup runs when the
+// connection ends, after its links. create runs without the engine's
+// locks.
+func (l *Link) Shared(key any, create func() (any, func())) any {
+	c := l.conn
+	c.mu.Lock()
+	v, ok := c.shared[key]
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v, cleanup := create()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.shared[key]; ok {
+		if cleanup != nil {
+			go cleanup() // another link made it first
+		}
+		return old
+	}
+	if c.shared == nil {
+		c.shared = map[any]any{}
+	}
+	c.shared[key] = v
+	if cleanup != nil {
+		c.cleanups = append(c.cleanups, cleanup)
+	}
+	return v
 }
 
 // WaitCredit waits until the client has given the link credit, so that a
@@ -183,6 +268,12 @@ func (l *Link) endLocked() {
 	l.ended = true
 	l.cancel()
 	l.signalCreditLocked()
+	for id, u := range l.sess.unsettled {
+		if u.link == l {
+			delete(l.sess.unsettled, id)
+			go u.settled(nil)
+		}
+	}
 }
 
 func (l *Link) signalCreditLocked() {
@@ -195,24 +286,32 @@ func (l *Link) flushLocked() {
 	for len(l.pending) > 0 && l.credit > 0 && !l.ended {
 		b := l.pending[0]
 		l.pending = l.pending[1:]
-		l.transferLocked(b)
+		l.transferLocked(b, nil, nil)
 	}
 }
 
-// transferLocked sends one message, pre-settled, split into frames no
-// larger than the client accepts, and uses one credit.
-func (l *Link) transferLocked(msg []byte) {
+// transferLocked sends one message, split into frames no larger than the
+// client accepts, and uses one credit: pre-settled, or, with settled set,
+// unsettled with tag until the client's disposition.
+func (l *Link) transferLocked(msg, tag []byte, settled func(wire.DeliveryState)) {
 	c, s := l.conn, l.sess
-	room := int(c.peerMaxFrame) - 64 // the frame header and the transfer performative
-	var tag [4]byte
-	binary.BigEndian.PutUint32(tag[:], l.deliveryCount)
+	room := int(c.peerMaxFrame) - 64 - len(tag) // the frame header and the transfer performative
+	if tag == nil {
+		tag = binary.BigEndian.AppendUint32(nil, l.deliveryCount)
+	}
 	id, format := s.nextDelivery, uint32(0)
+	if settled != nil {
+		if s.unsettled == nil {
+			s.unsettled = map[uint32]unsettled{}
+		}
+		s.unsettled[id] = unsettled{link: l, settled: settled}
+	}
 	for first := true; first || len(msg) > 0; first = false {
 		part := msg[:min(len(msg), room)]
 		msg = msg[len(part):]
 		t := &wire.Transfer{Handle: l.handle, More: len(msg) > 0}
 		if first {
-			t.DeliveryID, t.DeliveryTag, t.MessageFormat, t.Settled = &id, tag[:], &format, true
+			t.DeliveryID, t.DeliveryTag, t.MessageFormat, t.Settled = &id, tag, &format, settled == nil
 		}
 		c.queueFrame(s.channel, t, part)
 		s.nextOutgoingID++

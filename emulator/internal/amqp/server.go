@@ -4,7 +4,9 @@
 // own: each face registers the nodes it serves with Handle, as chi routes
 // register handlers, and the engine routes every link attach to the node
 // whose pattern matches its address. The IoT Hub service nodes
-// (cloud-to-device send and feedback) are in service.go.
+// (cloud-to-device send and feedback) are in service.go, the device and
+// module links in device.go, the Event Hubs-compatible endpoint in
+// eventhubs.go.
 //
 // # Concurrency
 //

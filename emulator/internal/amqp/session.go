@@ -23,6 +23,13 @@ type session struct {
 	links          map[uint32]*Link // by the client's handle
 	refused        map[uint32]bool  // client handles of links refused, awaiting their detach
 	nextHandle     uint32
+	unsettled      map[uint32]unsettled // guarded by conn.mu; the engine's unsettled deliveries by delivery-id
+}
+
+// unsettled is a delivery the engine sent unsettled.
+type unsettled struct {
+	link    *Link
+	settled func(wire.DeliveryState)
 }
 
 // handle handles one frame.
@@ -56,7 +63,7 @@ func (c *conn) handle(channel uint16, p wire.Performative, payload []byte) error
 	case *wire.Transfer:
 		return c.onTransfer(s, f, payload)
 	case *wire.Disposition:
-		return nil // the engine's own transfers are sent settled
+		return c.onDisposition(s, f)
 	}
 	return fmt.Errorf("unexpected %T", p)
 }
@@ -68,6 +75,7 @@ func (c *conn) onOpen(o *wire.Open) error {
 		return errors.New("a second open")
 	}
 	c.opened = true
+	c.hostname = o.Hostname
 	if o.MaxFrameSize >= 512 {
 		c.peerMaxFrame = min(o.MaxFrameSize, 1<<31)
 	}
@@ -195,6 +203,39 @@ func (c *conn) refuse(s *session, l *Link, e *wire.Error) error {
 	c.queueFrame(s.channel, &reply, nil)
 	c.queueFrame(s.channel, &wire.Detach{Handle: l.handle, Closed: true, Error: e}, nil)
 	c.s.log.Info("amqp link refused", "remote", c.remote(), "address", l.Address, "condition", string(e.Condition), "reason", e.Description)
+	return nil
+}
+
+// onDisposition settles the engine's unsettled deliveries in the range a
+// client receiver settles, and answers a disposition the client left
+// unsettled (rcv-settle-mode second) with a settled accepted, as IoT Hub
+// does (next-wave-protocols §2.5).
+func (c *conn) onDisposition(s *session, d *wire.Disposition) error {
+	if d.Role != wire.RoleReceiver {
+		return nil // about the client's own transfers, which the engine settles at once
+	}
+	last := d.First
+	if d.Last != nil {
+		last = *d.Last
+	}
+	var calls []func()
+	c.mu.Lock()
+	for id, u := range s.unsettled {
+		if id >= d.First && id <= last {
+			delete(s.unsettled, id)
+			settled, state := u.settled, d.State
+			calls = append(calls, func() { settled(state) })
+		}
+	}
+	c.mu.Unlock()
+	for _, call := range calls {
+		call()
+	}
+	if !d.Settled {
+		// After the settlement took effect: the client takes the answer
+		// as its end.
+		c.queueFrame(s.channel, &wire.Disposition{Role: wire.RoleSender, First: d.First, Last: d.Last, Settled: true, State: &wire.Accepted{}}, nil)
+	}
 	return nil
 }
 

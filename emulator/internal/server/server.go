@@ -253,8 +253,9 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 				return fmt.Errorf("plain amqp listener: %w", err)
 			}
 		}
-		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.EventHubsAuthorizer(s.hub), WriteTimeout: s.cfg.WriteTimeout})
+		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.DeviceAuthorizer(s.hub, amqp.EventHubsAuthorizer(s.hub)), WriteTimeout: s.cfg.WriteTimeout})
 		amqp.ServeService(s.amqp, s.hub)
+		amqp.ServeDevices(s.amqp, s.hub)
 		amqp.ServeEventHubs(s.amqp, s.hub, amqp.EventHubsConfig{Name: s.cfg.EventHubName, ConsumerGroups: s.cfg.ConsumerGroups,
 			Host: s.HostName(), Port: s.amqpLn.Addr().(*net.TCPAddr).Port})
 		s.amqp.Serve(tls.NewListener(s.amqpLn, tlsCfg))
