@@ -94,3 +94,22 @@ func FuzzParseDevice(f *testing.F) {
 		}
 	})
 }
+
+func TestParseStorage(t *testing.T) {
+	st, err := ParseStorage("DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=" + DevStorageKey + ";BlobEndpoint=https://127.0.0.1:10000/devstoreaccount1/;")
+	if err != nil || st.BlobHost() != "127.0.0.1:10000/devstoreaccount1" || st.AccountName != DevStorageAccount {
+		t.Fatalf("%+v %v", st, err)
+	}
+	st, err = ParseStorage("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net")
+	if err != nil || st.BlobHost() != "acct.blob.core.windows.net" {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if st, err := ParseStorage("UseDevelopmentStorage=true"); err != nil || st.BlobEndpoint.String() != DevStorageEndpoint {
+		t.Fatalf("%+v %v", st, err)
+	}
+	for _, bad := range []string{"", "AccountName=a", "AccountName=a;AccountKey=***", "AccountName=a;AccountKey=a2V5;BlobEndpoint=ftp://x", "Nope=1"} {
+		if _, err := ParseStorage(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

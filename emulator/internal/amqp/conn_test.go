@@ -362,12 +362,12 @@ func TestEmptyPerformatives(t *testing.T) {
 	dial(t, e, true)
 }
 
-// Ensure that a refused link (file notifications) ends with the usual
-// detach exchange and leaves the connection usable.
+// Ensure that a refused link (a node the hub does not have) ends with the
+// usual detach exchange and leaves the connection usable.
 func TestRefusedLink(t *testing.T) {
 	e := emulatortest.Start(t)
 	c := dial(t, e, false)
-	if a := c.attach("files", 5, true, "/messages/serviceBound/filenotifications", ""); a.Source != nil || a.Target != nil {
+	if a := c.attach("files", 5, true, "/messages/serviceBound/nothing", ""); a.Source != nil || a.Target != nil {
 		t.Fatalf("attach %#v", a)
 	}
 	if d := next[*amqp.Detach](c); d.Error == nil || d.Error.Condition != "amqp:not-found" {

@@ -23,6 +23,50 @@ import (
 func ServeService(s *Server, h *hub.Hub) {
 	s.Handle(wire.C2DNode, &c2dNode{hub: h, log: s.log})
 	s.Handle(wire.FeedbackNode, &feedbackNode{hub: h, log: s.log})
+	files := &fileNotificationNode{hub: h, log: s.log}
+	s.Handle("/messages/serviceBound/filenotifications", files)
+	s.Handle("/messages/serviceBound/fileuploadnotifications", files) // as the docs spell it
+}
+
+// fileNotificationNode sends the service its file upload notifications,
+// each unsettled with a GUID delivery tag; one the receiver does not
+// accept is given back and sent again (next-wave-protocols §4.4).
+type fileNotificationNode struct {
+	hub *hub.Hub
+	log *slog.Logger
+}
+
+func (n *fileNotificationNode) Attach(l *Link) *wire.Error {
+	if !l.Authorized(serviceConnect) {
+		return errNoClaim
+	}
+	return nil
+}
+
+func (n *fileNotificationNode) Serve(l *Link) {
+	ctx := l.Context()
+	for {
+		if err := l.WaitCredit(ctx); err != nil {
+			return
+		}
+		fn, err := n.hub.NextFileNotification(ctx)
+		if err != nil {
+			return
+		}
+		body, _ := json.Marshal(fn)
+		id, _ := parseUUID(newUUID())
+		m := &wire.Message{Properties: &wire.Properties{MessageID: idString(id), ContentType: iothub.FileNotificationContentType},
+			Data: [][]byte{body}}
+		err = l.SendUnsettled(ctx, m, id[:], func(state wire.DeliveryState) {
+			if _, ok := state.(*wire.Accepted); !ok {
+				n.hub.ReturnFileNotification(fn)
+			}
+		})
+		if err != nil {
+			n.hub.ReturnFileNotification(fn)
+			return
+		}
+	}
 }
 
 // ServiceAuthorizer checks a token of one of the hub's shared access

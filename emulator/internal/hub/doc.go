@@ -28,13 +28,15 @@
 //	entry.connMu      the device's current connection and its change channel
 //	Conn.sentMu       the lock tokens of C2D messages sent on a connection
 //	Conn.callsMu      the method calls pending on a connection
+//	fileState.mu      the file uploads begun and the file notifications waiting
 //
 // Order: a goroutine that holds several takes them top to bottom in this
 // list and never the other way. In practice Hub.mu is released before any
 // entry lock is taken (h.entry looks a device up and returns), jobMu
 // before job.mu, and cfgState.mu is never held while twins are written
 // (metrics are counted after it is released). entry.mu may be held while
-// connMu, sentMu or callsMu is taken; those three are leaves.
+// connMu, sentMu or callsMu is taken; those three are leaves, as is
+// fileState.mu, which is never held across the storage account's I/O.
 //
 // # Locks and I/O
 //

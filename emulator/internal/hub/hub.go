@@ -65,6 +65,14 @@ type Options struct {
 	// Policies are the shared access policies. Zero means DefaultPolicies
 	// with DevKey.
 	Policies []Policy
+	// Files is the storage account of file uploads. Nil answers uploads
+	// with an error, as a hub without file upload settings does.
+	Files FileStore
+	// FileUploadSASTTL is how long an upload's SAS is valid. Zero means
+	// an hour, Azure's default.
+	FileUploadSASTTL time.Duration
+	// NoFileNotifications turns off the notifications of uploads.
+	NoFileNotifications bool
 	// TokenSkew is the clock skew allowed past a token's expiry. Zero means
 	// 5 minutes; a negative value allows none.
 	TokenSkew time.Duration
@@ -126,6 +134,9 @@ func (o *Options) setDefaults() {
 	if o.ConfigurationInterval == 0 {
 		o.ConfigurationInterval = 10 * time.Second
 	}
+	if o.FileUploadSASTTL <= 0 {
+		o.FileUploadSASTTL = time.Hour
+	}
 	if o.Partitions <= 0 {
 		o.Partitions = 4
 	}
@@ -165,6 +176,7 @@ type Hub struct {
 
 	cfgs     cfgState
 	feedback feedbackState
+	files    fileState
 	ev       events
 }
 

@@ -27,6 +27,9 @@ import (
 func (s *Server) deviceRoutes(r chi.Router) {
 	r = r.With(s.deviceAuth)
 	r.Post("/devices/{id}/messages/events", s.handleDeviceEvents)
+	r.Post("/devices/{id}/files", s.handleCreateFileUpload)
+	r.Post("/devices/{id}/files/notifications", s.handleFileUploadStatus)
+	r.Post("/devices/{id}/files/notifications/{cid}", s.handleFileUploadStatus)
 	for _, bound := range []string{"devicebound", "deviceBound"} {
 		p := "/devices/{id}/messages/" + bound
 		r.Get(p, s.handleReceiveC2D)
@@ -90,6 +93,40 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request) {
 		events = []hub.DeviceEvent{{Properties: httpdevice.EventProperties(headers), Body: buf.Bytes()}}
 	}
 	if err := s.hub.SendEvents(r.Context(), pathID(r, "id"), events); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleCreateFileUpload is POST /devices/{id}/files: a correlation id
+// and a SAS for the blob (next-wave-protocols §4.1).
+func (s *Server) handleCreateFileUpload(w http.ResponseWriter, r *http.Request) {
+	var req iothub.FileUploadRequest
+	if err := decode(r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.hub.CreateFileUpload(r.Context(), pathID(r, "id"), req.BlobName)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// handleFileUploadStatus is POST /devices/{id}/files/notifications, with
+// the correlation id in the body, or in the path as Node sends it (204).
+func (s *Server) handleFileUploadStatus(w http.ResponseWriter, r *http.Request) {
+	var st iothub.FileUploadStatus
+	if err := decode(r, &st); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if cid := pathID(r, "cid"); cid != "" {
+		st.CorrelationID = cid
+	}
+	if err := s.hub.CompleteFileUpload(r.Context(), pathID(r, "id"), st); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

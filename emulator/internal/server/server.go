@@ -27,6 +27,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/broker"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/storage"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/wsgate"
 )
 
@@ -91,6 +92,18 @@ type Config struct {
 	Retention time.Duration
 	// RetainEvents bounds the events kept per partition. Zero means 100,000.
 	RetainEvents int64
+	// StorageConnectionString names the storage account file uploads go
+	// to, as a hub's file upload settings do; empty answers uploads with
+	// an error. UseDevelopmentStorage=true is Azurite over HTTPS.
+	StorageConnectionString string
+	// StorageContainer is the container of uploads. Zero means
+	// "fileuploads".
+	StorageContainer string
+	// FileUploadSASTTL is how long an upload's SAS is valid. Zero means
+	// an hour.
+	FileUploadSASTTL time.Duration
+	// NoFileNotifications turns off the file upload notifications.
+	NoFileNotifications bool
 	// WriteTimeout bounds each write to a device or an AMQP client; one
 	// whose socket stays full that long is disconnected. Zero means 10 s.
 	WriteTimeout time.Duration
@@ -152,6 +165,18 @@ func Open(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var files hub.FileStore
+	if cfg.StorageConnectionString != "" {
+		cs, err := connstr.ParseStorage(cfg.StorageConnectionString)
+		if err != nil {
+			return nil, fmt.Errorf("storage connection string: %w", err)
+		}
+		st, err := storage.New(cs, cfg.StorageContainer, caPEM, nil)
+		if err != nil {
+			return nil, err
+		}
+		files = st
+	}
 	s.hub, err = hub.New(s.store, s.store, hub.Options{
 		X509Roots:             roots,
 		ConfigurationInterval: cfg.ConfigurationInterval,
@@ -163,6 +188,9 @@ func Open(cfg Config) (s *Server, err error) {
 		Partitions:            cfg.Partitions,
 		Retention:             cfg.Retention,
 		RetainEvents:          cfg.RetainEvents,
+		Files:                 files,
+		FileUploadSASTTL:      cfg.FileUploadSASTTL,
+		NoFileNotifications:   cfg.NoFileNotifications,
 		Logger:                cfg.Logger,
 	})
 	if err != nil {
@@ -204,6 +232,7 @@ func setDefaults(cfg *Config) {
 	def(&cfg.AdminAddr, ":8080")
 	def(&cfg.AMQPAddr, ":5671")
 	def(&cfg.AMQPPlainAddr, ":5672")
+	def(&cfg.StorageContainer, "fileuploads")
 	hubName, _, _ := strings.Cut(cfg.HostNames[0], ".")
 	def(&cfg.EventHubName, hubName)
 	if cfg.KeySeed != "" && cfg.KeySeed2 == "" {
