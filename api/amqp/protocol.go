@@ -71,3 +71,8 @@ func ErrorCode(condition string) iothub.ErrorCode {
 	}
 	return iothub.ServerError
 }
+
+// BatchedMessageFormat is the message-format of a transfer whose data
+// sections are each a whole encoded message: how the C# device SDK sends
+// a batch of events (next-wave-protocols §2.4).
+const BatchedMessageFormat = 0x80013700

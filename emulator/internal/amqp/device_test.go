@@ -140,3 +140,33 @@ func testContext(t *testing.T) context.Context {
 }
 
 func c2dFor(body string) hub.C2DMessage { return hub.C2DMessage{Body: []byte(body)} }
+
+// Ensure that a batch in C#'s format, each data section a whole message,
+// is stored as its messages, each with its own properties.
+func TestDeviceBatch(t *testing.T) {
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "d1")
+	c := dial(t, e, true)
+	tok, _ := sas.New(sas.DeviceResource("localhost", "d1", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
+	if status := c.putDeviceToken("localhost/devices/d1", tok.String()); status != 200 {
+		t.Fatalf("put-token answered %d", status)
+	}
+	c.attach("events", 2, false, "", "/devices/d1/messages/events")
+	next[*amqp.Flow](c)
+	var sections [][]byte
+	for _, id := range []string{"b1", "b2"} {
+		sections = append(sections, encode(t, &amqp.Message{Properties: &amqp.Properties{MessageID: id}, Data: [][]byte{[]byte("body-" + id)}}))
+	}
+	batch := encode(t, &amqp.Message{Data: sections})
+	format := uint32(amqp.BatchedMessageFormat)
+	c.frame(&amqp.Transfer{Handle: 2, DeliveryID: u32(0), DeliveryTag: []byte{0}, MessageFormat: &format}, batch)
+	if d := next[*amqp.Disposition](c); d.State == nil {
+		t.Fatal("no outcome")
+	} else if _, ok := d.State.(*amqp.Accepted); !ok {
+		t.Fatalf("the batch: %#v", d.State)
+	}
+	msgs, err := e.Hub().Messages("d1", 10)
+	if err != nil || len(msgs) != 2 || string(msgs[0].Body) != "body-b1" || msgs[1].Properties["$.mid"] != "b2" {
+		t.Fatalf("stored %+v, %v", msgs, err)
+	}
+}

@@ -49,6 +49,7 @@ type Link struct {
 	assembling    []byte // a multi-frame delivery so far
 	deliveryID    uint32
 	settled       bool
+	format        uint32 // the message-format of the delivery being assembled
 	inTransfer    bool
 }
 

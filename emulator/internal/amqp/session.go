@@ -206,6 +206,36 @@ func (c *conn) refuse(s *session, l *Link, e *wire.Error) error {
 	return nil
 }
 
+// receive hands a delivery's message to the link's node, or, for the
+// batched format C# sends (each data section a whole message), each
+// message in turn; the first outcome other than accepted is the
+// delivery's.
+func (c *conn) receive(l *Link, body []byte, format uint32) wire.DeliveryState {
+	m, err := wire.UnmarshalMessage(body)
+	if err != nil {
+		return &wire.Rejected{Error: wire.Errorf("amqp:decode-error", "%v", err)}
+	}
+	node := l.node.(Receiver)
+	if format != wire.BatchedMessageFormat {
+		return node.Receive(l, m)
+	}
+	for i, section := range m.Data {
+		inner, err := wire.UnmarshalMessage(section)
+		if err != nil {
+			return &wire.Rejected{Error: wire.Errorf("amqp:decode-error", "message %d of the batch: %v", i, err)}
+		}
+		if out := node.Receive(l, inner); !isAccepted(out) {
+			return out
+		}
+	}
+	return &wire.Accepted{}
+}
+
+func isAccepted(s wire.DeliveryState) bool {
+	_, ok := s.(*wire.Accepted)
+	return ok
+}
+
 // onDisposition settles the engine's unsettled deliveries in the range a
 // client receiver settles, and answers a disposition the client left
 // unsettled (rcv-settle-mode second) with a settled accepted, as IoT Hub
@@ -325,6 +355,10 @@ func (c *conn) onTransfer(s *session, t *wire.Transfer, payload []byte) error {
 			l.deliveryID = *t.DeliveryID
 		}
 		l.settled, l.inTransfer, l.assembling = t.Settled, true, l.assembling[:0]
+		l.format = 0
+		if t.MessageFormat != nil {
+			l.format = *t.MessageFormat
+		}
 	}
 	if len(l.assembling)+len(payload) > c.s.cfg.MaxMessageSize {
 		c.mu.Unlock()
@@ -341,17 +375,12 @@ func (c *conn) onTransfer(s *session, t *wire.Transfer, payload []byte) error {
 	l.inTransfer = false
 	l.deliveryCount++
 	l.received++
-	body, id, settled := l.assembling, l.deliveryID, l.settled
+	body, id, settled, format := l.assembling, l.deliveryID, l.settled, l.format
 	if l.received >= linkCredit/2 {
 		c.grantLocked(l)
 	}
 	c.mu.Unlock()
-	var outcome wire.DeliveryState
-	if m, err := wire.UnmarshalMessage(body); err != nil {
-		outcome = &wire.Rejected{Error: wire.Errorf("amqp:decode-error", "%v", err)}
-	} else {
-		outcome = l.node.(Receiver).Receive(l, m)
-	}
+	outcome := c.receive(l, body, format)
 	if !settled {
 		c.queueFrame(s.channel, &wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: outcome}, nil)
 	}
