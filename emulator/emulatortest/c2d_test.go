@@ -139,10 +139,11 @@ func TestC2DFeedback(t *testing.T) {
 	defer dev.Close()
 	got := map[string]string{}
 	for len(got) < 4 {
-		recs, err := e.Hub().TakeFeedback(ctx)
+		recs, settle, err := e.Hub().TakeFeedback(ctx)
 		if err != nil {
 			t.Fatalf("feedback so far %v: %v", got, err)
 		}
+		settle(true)
 		for _, r := range recs {
 			if r.DeviceID != "fb" || r.DeviceGenerationID == "" {
 				t.Fatalf("record %+v", r)

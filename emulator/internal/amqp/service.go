@@ -49,7 +49,7 @@ func (n *fileNotificationNode) Serve(l *Link) {
 		if err := l.WaitCredit(ctx); err != nil {
 			return
 		}
-		fn, err := n.hub.NextFileNotification(ctx)
+		fn, settle, err := n.hub.NextFileNotification(ctx)
 		if err != nil {
 			return
 		}
@@ -57,13 +57,9 @@ func (n *fileNotificationNode) Serve(l *Link) {
 		id, _ := parseUUID(newUUID())
 		m := &wire.Message{Properties: &wire.Properties{MessageID: idString(id), ContentType: iothub.FileNotificationContentType},
 			Data: [][]byte{body}}
-		err = l.SendUnsettled(ctx, m, id[:], func(state wire.DeliveryState) {
-			if _, ok := state.(*wire.Accepted); !ok {
-				n.hub.ReturnFileNotification(fn)
-			}
-		})
+		err = l.SendUnsettled(ctx, m, id[:], func(state wire.DeliveryState) { settle(isAccepted(state)) })
 		if err != nil {
-			n.hub.ReturnFileNotification(fn)
+			settle(false)
 			return
 		}
 	}
@@ -176,20 +172,22 @@ func (n *feedbackNode) Attach(l *Link) *wire.Error {
 }
 
 // Serve takes a batch of records only once the client has given credit,
-// so a client that attaches and withholds credit takes none. Records live
-// in memory; a batch taken as the connection fails is lost.
+// so a client that attaches and withholds credit takes none. A batch goes
+// unsettled; the records are deleted when the client accepts it, and
+// taken again first otherwise, or when the link ends before.
 func (n *feedbackNode) Serve(l *Link) {
 	ctx := l.Context()
 	for {
 		if err := l.WaitCredit(ctx); err != nil {
 			return
 		}
-		recs, err := n.hub.TakeFeedback(ctx)
+		recs, settle, err := n.hub.TakeFeedback(ctx)
 		if err != nil {
 			return
 		}
 		body, err := json.Marshal(recs)
 		if err != nil {
+			settle(false)
 			return
 		}
 		var id wire.UUID
@@ -199,7 +197,8 @@ func (n *feedbackNode) Serve(l *Link) {
 				ContentType: iothub.FeedbackContentType, ContentEncoding: "utf-8"},
 			Data: [][]byte{body},
 		}
-		if err := l.Send(ctx, msg); err != nil {
+		if err := l.SendUnsettled(ctx, msg, id[:], func(state wire.DeliveryState) { settle(isAccepted(state)) }); err != nil {
+			settle(false)
 			return
 		}
 		n.log.Info("feedback sent over AMQP", "records", len(recs))

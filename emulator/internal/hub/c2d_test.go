@@ -34,10 +34,11 @@ func feedbackOf(t *testing.T, h *testHub) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	recs, err := h.TakeFeedback(ctx)
+	recs, settle, err := h.TakeFeedback(ctx)
 	if err != nil {
 		t.Fatalf("no feedback: %v", err)
 	}
+	settle(true)
 	out := map[string]string{}
 	for _, r := range recs {
 		out[r.OriginalMessageID] = r.StatusCode
@@ -114,5 +115,37 @@ func TestC2DLocks(t *testing.T) {
 	}
 	if d, _ := h.Device("d1"); d.CloudToDeviceMessageCount != 0 {
 		t.Errorf("%d messages left", d.CloudToDeviceMessageCount)
+	}
+}
+
+// Ensure that feedback records are durable: a record survives a restart
+// until a receiver accepts it, and a batch the receiver does not accept
+// is taken again first.
+func TestFeedbackDurable(t *testing.T) {
+	h := mustOpen(t, hub.Options{})
+	mustDevice(t, h, "d1")
+	for _, id := range []string{"m1", "m2"} {
+		h.SendC2D(ctx, "d1", hub.C2DMessage{MessageID: id, Ack: "full", Body: []byte(id)})
+		m, _, _ := h.ReceiveC2D(ctx, "d1", 0)
+		if err := h.SettleC2D(ctx, "d1", m.Lock, hub.C2DComplete); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.reopen(t)
+	recs, settle, err := h.TakeFeedback(ctx)
+	if err != nil || len(recs) != 2 || recs[0].OriginalMessageID != "m1" {
+		t.Fatalf("after a restart: %+v, %v", recs, err)
+	}
+	settle(false)
+	recs, settle, _ = h.TakeFeedback(ctx)
+	if len(recs) != 2 {
+		t.Fatalf("a batch not accepted came back as %+v", recs)
+	}
+	settle(true)
+	h.reopen(t)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if recs, _, err := h.TakeFeedback(short); err == nil {
+		t.Fatalf("accepted records came back: %+v", recs)
 	}
 }

@@ -23,20 +23,22 @@
 //	Hub.jobMu         the job map and the closing flag
 //	job.mu            one job's state, its device jobs and their order
 //	cfgState.mu       the configurations by id
-//	feedbackState.mu  the feedback records not yet taken
+//	queue.mu          a service-bound queue's waiting items (feedback, file notifications)
 //	entry.mu          one device's writer: held across its store commit
 //	entry.connMu      the device's current connection and its change channel
 //	Conn.sentMu       the lock tokens of C2D messages sent on a connection
 //	Conn.callsMu      the method calls pending on a connection
-//	fileState.mu      the file uploads begun and the file notifications waiting
+//	fileState.mu      the file uploads begun
 //
 // Order: a goroutine that holds several takes them top to bottom in this
 // list and never the other way. In practice Hub.mu is released before any
 // entry lock is taken (h.entry looks a device up and returns), jobMu
 // before job.mu, and cfgState.mu is never held while twins are written
 // (metrics are counted after it is released). entry.mu may be held while
-// connMu, sentMu or callsMu is taken; those three are leaves, as is
-// fileState.mu, which is never held across the storage account's I/O.
+// connMu, sentMu or callsMu is taken; those three are leaves, as are
+// queue.mu, taken under entry.mu when feedback is queued and never held
+// across its store write, and fileState.mu, never held across the
+// storage account's I/O.
 //
 // # Locks and I/O
 //

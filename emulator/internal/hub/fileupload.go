@@ -27,13 +27,11 @@ type FileStore interface {
 	BlobURL(blob string) string
 }
 
-// fileState holds the uploads devices have begun and the notifications
-// waiting for the service. Both live in memory.
+// fileState holds the uploads devices have begun, in memory; the
+// notifications waiting for the service are the durable h.fileNotes.
 type fileState struct {
-	mu            sync.Mutex
-	pending       map[string]pendingUpload  // guarded by mu; by correlation id
-	notifications []iothub.FileNotification // guarded by mu; oldest first
-	ready         chan struct{}             // guarded by mu; closed when a notification arrives
+	mu      sync.Mutex
+	pending map[string]pendingUpload // guarded by mu; by correlation id
 }
 
 type pendingUpload struct {
@@ -125,55 +123,21 @@ func (h *Hub) CompleteFileUpload(ctx context.Context, key string, st iothub.File
 	deviceID, _, _ := strings.Cut(p.key, "/")
 	n := iothub.FileNotification{DeviceID: deviceID, BlobURI: h.opts.Files.BlobURL(p.blob), BlobName: p.blob,
 		LastUpdatedTime: iothub.NewTime(modified), BlobSizeInBytes: size, EnqueuedTimeUTC: iothub.NewTime(now)}
-	f.mu.Lock()
-	f.notifications = append(f.notifications, n)
-	if len(f.notifications) > maxFileNotifications {
-		f.notifications = f.notifications[len(f.notifications)-maxFileNotifications:]
+	if err := h.fileNotes.push(n); err != nil {
+		h.log.Error("file notification not stored", "device", key, "error", err)
+		return iothub.Errorf(iothub.ServerError, "the notification could not be stored")
 	}
-	if f.ready != nil {
-		close(f.ready)
-		f.ready = nil
-	}
-	f.mu.Unlock()
 	h.log.Info("file uploaded", "device", key, "blob", p.blob, "bytes", size)
 	return nil
 }
 
 // NextFileNotification takes the oldest file notification, waiting for
-// one until ctx ends. A receiver that does not complete it gives it back
-// with ReturnFileNotification.
-func (h *Hub) NextFileNotification(ctx context.Context) (iothub.FileNotification, error) {
-	f := &h.files
-	for {
-		f.mu.Lock()
-		if len(f.notifications) > 0 {
-			n := f.notifications[0]
-			f.notifications = f.notifications[1:]
-			f.mu.Unlock()
-			return n, nil
-		}
-		if f.ready == nil {
-			f.ready = make(chan struct{})
-		}
-		ready := f.ready
-		f.mu.Unlock()
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return iothub.FileNotification{}, ctx.Err()
-		}
+// one until ctx ends. The caller settles it: accepted deletes it,
+// otherwise it is taken again first.
+func (h *Hub) NextFileNotification(ctx context.Context) (iothub.FileNotification, func(accepted bool), error) {
+	ns, settle, err := h.fileNotes.take(ctx, 1)
+	if err != nil {
+		return iothub.FileNotification{}, nil, err
 	}
-}
-
-// ReturnFileNotification puts back a notification its receiver
-// abandoned: it is the next one taken.
-func (h *Hub) ReturnFileNotification(n iothub.FileNotification) {
-	f := &h.files
-	f.mu.Lock()
-	f.notifications = append([]iothub.FileNotification{n}, f.notifications...)
-	if f.ready != nil {
-		close(f.ready)
-		f.ready = nil
-	}
-	f.mu.Unlock()
+	return ns[0], settle, nil
 }

@@ -38,6 +38,10 @@ type ServiceStore interface {
 	PutConfiguration(c *iothub.Configuration) error
 	DeleteConfiguration(id string) error
 	LoadConfigurations(fn func(iothub.Configuration) error) error
+	// The service-bound queues: items by queue name and sequence number.
+	PutQueued(queue string, seq uint64, v []byte) error
+	DeleteQueued(queue string, seqs ...uint64) error
+	LoadQueued(queue string, fn func(seq uint64, v []byte) error) error
 }
 
 // Record is everything the hub persists about one device: its identity, its
@@ -174,10 +178,11 @@ type Hub struct {
 	closing  bool            // guarded by jobMu
 	jobWG    sync.WaitGroup
 
-	cfgs     cfgState
-	feedback feedbackState
-	files    fileState
-	ev       events
+	cfgs      cfgState
+	feedback  *queue[iothub.FeedbackRecord]
+	fileNotes *queue[iothub.FileNotification]
+	files     fileState
+	ev        events
 }
 
 // New returns a hub that persists devices to store, and jobs and
@@ -198,6 +203,13 @@ func New(store Store, svc ServiceStore, opts Options) (*Hub, error) {
 	}
 	if err := h.loadConfigurations(); err != nil {
 		return nil, err
+	}
+	h.feedback = &queue[iothub.FeedbackRecord]{name: "feedback", store: svc, max: maxFeedback}
+	h.fileNotes = &queue[iothub.FileNotification]{name: "fileNotifications", store: svc, max: maxFileNotifications}
+	for _, load := range []func() error{h.feedback.load, h.fileNotes.load} {
+		if err := load(); err != nil {
+			return nil, fmt.Errorf("load the service-bound queues: %w", err)
+		}
 	}
 	if err := h.openEvents(); err != nil {
 		return nil, fmt.Errorf("open telemetry log: %w", err)
