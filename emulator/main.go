@@ -12,8 +12,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
@@ -30,6 +32,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "health" {
 		return health(args[1:], stderr)
 	}
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Fprintln(stdout, "emulator", cmdline.Version())
+		return nil
+	}
 	f := cmdline.NewFlags("emulator", "IOTHUB_EMULATOR_")
 	f.SetOutput(stderr)
 	var cfg server.Config
@@ -42,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	amqpAddr := f.String("amqp-addr", ":5671", "AMQP over TLS address of service clients (cloud-to-device messages, the Event Hubs-compatible endpoint); off to serve none")
 	amqpPlainAddr := f.String("amqp-plain-addr", ":5672", "plain AMQP address, no TLS, of Event Hubs clients given UseDevelopmentEmulator=true; off to serve none")
 	seedFile := f.String("seed-file", "", "JSON file of devices to create at start-up")
-	keySeed := f.String("key-seed", "", "secret seed of the policies' keys (default: the well-known development keys)")
+	keySeed := f.Secret("key-seed", "secret seed of the policies' keys (default: the well-known development keys)")
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
 	skew := f.Duration("token-skew", 5*time.Minute, "clock skew allowed on SAS token expiry")
 	x509CA := f.String("x509-ca", "", "comma-separated PEM files of CA certificates that sign certificateAuthority devices (the verified CAs of an Azure hub)")
@@ -57,9 +63,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	storageContainer := f.String("storage-container", "fileuploads", "container of file uploads")
 	sasTTL := f.Duration("file-upload-sas-ttl", time.Hour, "how long a file upload's SAS is valid (Azure's default: 1 hour)")
 	fileNotifications := f.Bool("file-notifications", true, "send the service a notification of every successful file upload")
+	version := f.Bool("version", false, "print the version and exit")
 	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
 		return err
+	}
+	if *version {
+		fmt.Fprintln(stdout, "emulator", cmdline.Version())
+		return nil
+	}
+	if f.NArg() > 0 {
+		return fmt.Errorf("%w: unknown command %q (the commands are health and version; run emulator -h for the flags)", cmdline.ErrUsage, f.Arg(0))
 	}
 	log, err := logFlags.Logger(stderr)
 	if err != nil {
@@ -88,6 +102,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("IoT Hub emulator ready",
 		"startup", time.Since(start).Round(time.Millisecond).String(),
 		"mqtt", s.MQTTAddr(), "https", s.HTTPSAddr(), "amqp", s.AMQPAddr(), "amqp-plain", s.AMQPPlainAddr(), "admin", s.AdminAddr(), "ca", s.CAPath())
+	if _, port, _ := net.SplitHostPort(s.HTTPSAddr()); port != "443" {
+		// The string that works as printed: this project's clients take a
+		// port in HostName; the official SDKs cannot leave 443.
+		svc = strings.Replace(svc, "HostName="+s.HostName()+";", "HostName="+s.HostName()+":"+port+";", 1)
+		fmt.Fprintf(stdout, "HTTPS is on port %s, not 443: the connection string below works with this project's clients; the official SDKs need 443, 8883 and 5671.\n", port)
+	}
 	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
 	if s.AMQPAddr() != "" {
 		eh, _ := s.EventHubConnectionString("service")

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
@@ -84,6 +85,8 @@ func cmdConfig(ctx context.Context, e *env, sub string, args []string) error {
 		fmt.Fprintf(e.stdout, "created configuration %s for devices where %s\n", c.ID, c.TargetCondition)
 	}
 	deadline := time.Now().Add(*wait)
+	prog := cmdline.NewProgress(e.stdout)
+	defer prog.Done()
 	for {
 		c, err = e.svc.Configuration(ctx, *id)
 		if err != nil {
@@ -91,13 +94,14 @@ func cmdConfig(ctx context.Context, e *env, sub string, args []string) error {
 		}
 		r := c.SystemMetrics.Results
 		if *e.output == "text" {
-			fmt.Fprintf(e.stdout, "\rapplied to %d of %d targeted devices", r[iothub.MetricApplied], r[iothub.MetricTargeted])
+			prog.Update(fmt.Sprintf("applied to %d of %d targeted devices", r[iothub.MetricApplied], r[iothub.MetricTargeted]))
 		}
 		if r[iothub.MetricApplied] == r[iothub.MetricTargeted] && r[iothub.MetricTargeted] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			e.print(c, "\n"+describeConfig(c))
+			prog.Done()
+			e.print(c, describeConfig(c))
 			return fmt.Errorf("configuration %s: applied to %d of %d targeted devices after %s", c.ID, r[iothub.MetricApplied], r[iothub.MetricTargeted], *wait)
 		}
 		select {
@@ -106,7 +110,8 @@ func cmdConfig(ctx context.Context, e *env, sub string, args []string) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	e.print(c, "\n"+describeConfig(c))
+	prog.Done()
+	e.print(c, describeConfig(c))
 	return nil
 }
 

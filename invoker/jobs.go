@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 )
 
@@ -108,7 +109,7 @@ func cmdJob(ctx context.Context, e *env, sub string, args []string) error {
 	if err != nil {
 		return err
 	}
-	e.print(j, "\n"+describeJob(j))
+	e.print(j, describeJob(j))
 	if j.Status != iothub.JobCompleted {
 		return fmt.Errorf("job %s ended %s: %s", j.JobID, j.Status, j.FailureReason)
 	}
@@ -117,13 +118,15 @@ func cmdJob(ctx context.Context, e *env, sub string, args []string) error {
 
 // followJob polls the job, printing a progress line, until it finishes.
 func followJob(ctx context.Context, e *env, id string) (iothub.Job, error) {
+	prog := cmdline.NewProgress(e.stdout)
+	defer prog.Done()
 	for {
 		j, err := e.svc.Job(ctx, id)
 		if err != nil {
 			return j, err
 		}
 		if *e.output == "text" {
-			fmt.Fprintf(e.stdout, "\r%s", progress(j))
+			prog.Update(progress(j))
 		}
 		if j.Status.Terminal() {
 			return j, nil

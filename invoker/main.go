@@ -72,6 +72,10 @@ var commands = []command{
 	{"dt", []string{"show", "command"}, "show -device ID; dt command -device ID [-component C] -command NAME [-payload JSON]   IoT Plug and Play", cmdDigitalTwin},
 	{"monitor", nil, "[-device ID] [-start latest|earliest|TIME] [-count N] [-timeout D]   follow telemetry live through the Event Hubs-compatible endpoint", noSub(cmdMonitor)},
 	{"messages", nil, "-device ID [-count N] [-since D]   a device's recent telemetry, through the Event Hubs-compatible endpoint", noSub(cmdMessages)},
+	{"version", nil, "  the invoker's version", func(_ context.Context, e *env, _ string, _ []string) error {
+		fmt.Fprintln(e.stdout, "invoker", cmdline.Version())
+		return nil
+	}},
 	{"c2d", []string{"send", "purge"}, "send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge -device ID", cmdC2D},
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
@@ -45,7 +46,8 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 	for i := range ids {
 		ids[i] = cfg.prefix + strconv.Itoa(i+1)
 	}
-	keys, err := registerFleet(ctx, svc, ids, progress)
+	prog := cmdline.NewProgress(progress)
+	keys, err := registerFleet(ctx, svc, ids, prog)
 	if err != nil {
 		return err
 	}
@@ -71,19 +73,19 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 			}
 		}()
 		if i%100 == 0 || i == cfg.count {
-			fmt.Fprintf(progress, "\rconnecting: %d/%d started, %d connected (%.0f/s)", i, cfg.count, st.connected.Load(),
-				float64(st.connected.Load())/time.Since(start).Seconds())
+			prog.Update(fmt.Sprintf("connecting: %d/%d started, %d connected", i, cfg.count, st.connected.Load()))
 		}
 	}
 	for ctx.Err() == nil && st.connected.Load() < int64(cfg.count) {
-		fmt.Fprintf(progress, "\rconnecting: %d/%d connected (%.0f/s)   ", st.connected.Load(), cfg.count,
-			float64(st.connected.Load())/time.Since(start).Seconds())
+		prog.Update(fmt.Sprintf("connecting: %d/%d connected", st.connected.Load(), cfg.count))
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(progress, "\rconnected: %d/%d in %s\n", st.connected.Load(), cfg.count, time.Since(start).Round(time.Millisecond))
+	prog.Done()
+	fmt.Fprintf(progress, "connected: %d/%d in %s (%.0f/s)\n", st.connected.Load(), cfg.count, time.Since(start).Round(time.Millisecond),
+		float64(st.connected.Load())/time.Since(start).Seconds())
 	log.Info("fleet connected", "devices", cfg.count, "took", time.Since(start).Round(time.Millisecond).String())
 	t := time.NewTicker(cfg.summary)
 	defer t.Stop()
@@ -103,7 +105,7 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 // primary keys. It creates them a hundred at a time with bulk registry
 // requests, with keys made here, and reads the keys of those that
 // already existed.
-func registerFleet(ctx context.Context, svc *iotservice.Client, ids []string, progress io.Writer) (map[string]string, error) {
+func registerFleet(ctx context.Context, svc *iotservice.Client, ids []string, prog *cmdline.Progress) (map[string]string, error) {
 	keys := make(map[string]string, len(ids))
 	start := time.Now()
 	for first := 0; first < len(ids); first += iothub.MaxBulkDevices {
@@ -135,9 +137,13 @@ func registerFleet(ctx context.Context, svc *iotservice.Client, ids []string, pr
 			}
 			keys[e.ID] = e.Authentication.SymmetricKey.PrimaryKey
 		}
-		fmt.Fprintf(progress, "\rregistering: %d/%d (%.0f/s)", len(keys), len(ids), float64(len(keys))/time.Since(start).Seconds())
+		prog.Update(fmt.Sprintf("registering: %d/%d", len(keys), len(ids)))
 	}
-	fmt.Fprintln(progress)
+	prog.Done()
+	if len(ids) > 0 {
+		prog.Update(fmt.Sprintf("registered %d devices in %s", len(ids), time.Since(start).Round(time.Millisecond)))
+		prog.Done()
+	}
 	return keys, nil
 }
 

@@ -45,8 +45,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	f := cmdline.NewFlags("simdevice", "SIMDEVICE_")
 	f.SetOutput(stderr)
 	var cfg config
-	conn := f.String("connection-string", "", "device connection string (one device)")
-	svc := f.String("service-connection-string", "", "service connection string, to register the devices of -count")
+	conn := f.Secret("connection-string", "device connection string (one device)")
+	svc := f.Secret("service-connection-string", "service connection string, to register the devices of -count")
 	gw := f.String("gateway-host-name", "", "host[:port] the devices connect to, when it differs from the hub's HostName")
 	count := f.Int("count", 0, "run this many devices in one process (needs -service-connection-string)")
 	prefix := f.String("id-prefix", "sim-", "device id prefix in fleet mode: sim-1, sim-2, ...")

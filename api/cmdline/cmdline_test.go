@@ -61,3 +61,31 @@ func TestMainStatus(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that progress written to something other than a terminal is one
+// line per change, with no carriage returns.
+func TestProgressNotATerminal(t *testing.T) {
+	var b strings.Builder
+	p := NewProgress(&b)
+	for _, s := range []string{"1 of 3", "1 of 3", "2 of 3", "3 of 3"} {
+		p.Update(s)
+	}
+	p.Done()
+	if b.String() != "1 of 3\n2 of 3\n3 of 3\n" {
+		t.Errorf("wrote %q", b.String())
+	}
+}
+
+// Ensure that a secret flag takes its environment twin's value and never
+// shows it as the default.
+func TestSecretFlag(t *testing.T) {
+	t.Setenv("X_TOKEN", "s3cret")
+	f := NewFlags("x", "X_")
+	tok := f.Secret("token", "a secret")
+	var b strings.Builder
+	f.SetOutput(&b)
+	f.PrintDefaults()
+	if *tok != "s3cret" || strings.Contains(b.String(), "s3cret") || !strings.Contains(b.String(), "X_TOKEN") {
+		t.Errorf("value %q, help %q", *tok, b.String())
+	}
+}

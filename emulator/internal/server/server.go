@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
@@ -264,22 +265,22 @@ func sans(cfg Config) []string {
 // listen binds the three listeners and starts serving.
 func (s *Server) listen(tlsCfg *tls.Config) error {
 	var err error
-	if s.mqttLn, err = net.Listen("tcp", s.cfg.MQTTAddr); err != nil {
-		return fmt.Errorf("mqtt listener: %w", err)
+	if s.mqttLn, err = listen("mqtt", s.cfg.MQTTAddr, "-mqtt-addr"); err != nil {
+		return err
 	}
-	if s.httpsLn, err = net.Listen("tcp", s.cfg.HTTPSAddr); err != nil {
-		return fmt.Errorf("https listener: %w", err)
+	if s.httpsLn, err = listen("https", s.cfg.HTTPSAddr, "-https-addr"); err != nil {
+		return err
 	}
-	if s.adminLn, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+	if s.adminLn, err = listen("admin", s.cfg.AdminAddr, "-admin-addr"); err != nil {
+		return err
 	}
 	if s.cfg.AMQPAddr != "off" {
-		if s.amqpLn, err = net.Listen("tcp", s.cfg.AMQPAddr); err != nil {
-			return fmt.Errorf("amqp listener: %w", err)
+		if s.amqpLn, err = listen("amqp", s.cfg.AMQPAddr, "-amqp-addr"); err != nil {
+			return err
 		}
 		if s.cfg.AMQPPlainAddr != "off" {
-			if s.plainLn, err = net.Listen("tcp", s.cfg.AMQPPlainAddr); err != nil {
-				return fmt.Errorf("plain amqp listener: %w", err)
+			if s.plainLn, err = listen("plain amqp", s.cfg.AMQPPlainAddr, "-amqp-plain-addr"); err != nil {
+				return err
 			}
 		}
 		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.DeviceAuthorizer(s.hub, amqp.EventHubsAuthorizer(s.hub)), WriteTimeout: s.cfg.WriteTimeout})
@@ -318,6 +319,21 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 	s.serve(s.https, tls.NewListener(s.httpsLn, tlsCfg))
 	s.serve(s.admin, s.adminLn)
 	return nil
+}
+
+// listen binds a listener; a port the user may not bind gets the remedies
+// in one line.
+func listen(name, addr, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("%s listener: %w: ports below 1024 need privileges on Linux: run as root, give the binary the capability once "+
+			"(sudo setcap cap_net_bind_service=+ep bin/emulator), lower net.ipv4.ip_unprivileged_port_start, run the container, "+
+			"or choose another port with %s (the official SDKs need 443, 8883 and 5671)", name, err, flag)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	return ln, nil
 }
 
 func (s *Server) serve(srv *http.Server, ln net.Listener) {
