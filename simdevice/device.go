@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -111,6 +112,7 @@ func (s *sim) connect(ctx context.Context) error {
 		cli.OnMethod("rebootDevice", s.onReboot)
 		cli.OnMethod("firmwareUpdate", s.onFirmwareUpdate)
 		cli.OnMethod("factoryReset", s.onFactoryReset)
+		cli.OnMethod("uploadLogs", func(ctx context.Context, _ json.RawMessage) (int, any) { return s.uploadLogs(ctx, cli) })
 		cli.OnDesired(func(p map[string]any, v int64) { s.applyDesired(context.Background(), cli, p, v) })
 		cli.OnC2D(func(body []byte, props topic.Properties) {
 			id, _ := props.Get(topic.MessageID)
@@ -239,6 +241,27 @@ func (s *sim) onFactoryReset(ctx context.Context, _ json.RawMessage) (int, any) 
 		return 409, map[string]string{"result": "Device busy"}
 	}
 	return 200, map[string]string{"result": "Factory reset started"}
+}
+
+// uploadLogs uploads a log of the device's state through the hub's file
+// upload on the connection cli, and answers with the blob's name, or 500
+// with why not (a hub without storage, a storage account that refuses
+// the write).
+func (s *sim) uploadLogs(ctx context.Context, cli *iotdevice.Client) (int, any) {
+	s.stats.methods.Add(1)
+	now := time.Now().UTC()
+	log := fmt.Sprintf("%s %s firmware=%s telemetryInterval=%s methods=%d\n", now.Format(time.RFC3339Nano), s.cs.DeviceID,
+		s.b.FirmwareVersion, s.telemetryWait(), s.stats.methods.Load())
+	name := "logs/" + now.Format("20060102T150405.000Z") + ".log"
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	blob, err := cli.UploadFile(ctx, name, strings.NewReader(log), int64(len(log)))
+	if err != nil {
+		s.log.Warn("log upload failed", "error", err)
+		return 500, map[string]string{"result": "Upload failed", "error": err.Error()}
+	}
+	s.log.Info("logs uploaded", "blob", blob)
+	return 200, map[string]string{"result": "Logs uploaded", "blobName": blob}
 }
 
 func (s *sim) do(ctx context.Context, a action) error {

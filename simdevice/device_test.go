@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ func startSim(t *testing.T) (*emulatortest.Env, *stats) {
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "sim-1")
 	st := &stats{}
-	s := newSim(cs, iotdevice.Options{CAFile: e.CAFile(), Logger: slog.New(slog.DiscardHandler)},
+	s := newSim(cs, iotdevice.Options{CAFile: e.CAFile(), HTTPSHost: e.HTTPSAddr(), Logger: slog.New(slog.DiscardHandler)},
 		behaviour{RebootDelay: 100 * time.Millisecond, StepDelay: 50 * time.Millisecond, FirmwareVersion: "1.0.0"},
 		slog.New(slog.DiscardHandler), st)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -110,5 +111,15 @@ func TestMethodErrors(t *testing.T) {
 	}
 	if st.methods.Load() != 1 {
 		t.Fatalf("methods counted %d", st.methods.Load())
+	}
+}
+
+// Ensure that uploadLogs goes through the hub's file upload: against a
+// hub without storage it answers 500 with the hub's reason.
+func TestUploadLogsWithoutStorage(t *testing.T) {
+	e, _ := startSim(t)
+	res := invoke(t, e, "uploadLogs", "null")
+	if res.Status != 500 || !strings.Contains(string(res.Payload), "file upload is not configured") {
+		t.Fatalf("uploadLogs: %d %s", res.Status, res.Payload)
 	}
 }

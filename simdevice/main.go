@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	summary := f.Duration("summary-interval", 30*time.Second, "how often fleet mode logs a summary")
 	caFile := f.String("ca-file", "", "PEM CA file to trust instead of the system roots (the emulator's ca.pem)")
 	ws := f.Bool("websocket", false, "MQTT over WebSocket on port 443")
+	httpsHost := f.String("https-host", "", "host:port of the hub's HTTPS, where uploadLogs begins its file upload (default: the host on 443)")
 	reboot := f.Duration("reboot-delay", 5*time.Second, "how long a simulated reboot keeps the device offline")
 	telemetry := f.Duration("telemetry-interval", 10*time.Second, "time between telemetry messages (0: none)")
 	step := f.Duration("firmware-step-delay", 2*time.Second, "time between firmware-update stages")
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg = config{conn: *conn, service: *svc, gateway: *gw, count: *count, prefix: *prefix, parallel: *parallel, summary: *summary,
-		opts:      iotdevice.Options{CAFile: *caFile, WebSocket: *ws, ModelID: *model, Logger: log},
+		opts:      iotdevice.Options{CAFile: *caFile, WebSocket: *ws, HTTPSHost: *httpsHost, ModelID: *model, Logger: log},
 		behaviour: behaviour{RebootDelay: *reboot, TelemetryInterval: *telemetry, FirmwareVersion: *fw, StepDelay: *step}}
 	if cfg.count > 0 {
 		return runFleet(ctx, cfg, log, stderr)

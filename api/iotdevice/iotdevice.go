@@ -42,6 +42,9 @@ type Options struct {
 	Certificate *tls.Certificate
 	// WebSocket uses MQTT over WebSocket on port 443.
 	WebSocket bool
+	// HTTPSHost is host:port of the hub's HTTPS, where file uploads
+	// begin. Zero means the host on 443.
+	HTTPSHost string
 	// TokenLifetime is how long each SAS token lives; the client reconnects
 	// with a new one at 85 % of it. Zero means one hour.
 	TokenLifetime time.Duration

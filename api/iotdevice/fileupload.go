@@ -1,0 +1,134 @@
+package iotdevice
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+)
+
+// UploadFile uploads size bytes of body as the blob name through the
+// hub's file upload (next-wave-protocols §4), as the SDKs' uploadToBlob
+// does: it asks the hub for a SAS URI over HTTPS, writes the blob to the
+// storage account with one Put Blob, and reports the outcome, a failed
+// write too. It returns the blob's name, {deviceId}/{name}.
+func (c *Client) UploadFile(ctx context.Context, name string, body io.Reader, size int64) (string, error) {
+	hc, err := c.httpsClient()
+	if err != nil {
+		return "", err
+	}
+	var sas iothub.FileUploadSAS
+	if err := c.hubRequest(ctx, hc, "/files", iothub.FileUploadRequest{BlobName: name}, &sas); err != nil {
+		return "", fmt.Errorf("iotdevice: file upload SAS: %w", err)
+	}
+	blobURL := "https://" + sas.HostName + "/" + sas.ContainerName + "/" + (&url.URL{Path: sas.BlobName}).EscapedPath() + sas.SASToken
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, blobURL, body)
+	if err != nil {
+		return "", err
+	}
+	req.ContentLength = size
+	req.Header.Set("x-ms-blob-type", "BlockBlob")
+	req.Header.Set("x-ms-version", "2021-08-06")
+	status := iothub.FileUploadStatus{CorrelationID: sas.CorrelationID, IsSuccess: true, StatusCode: http.StatusCreated}
+	res, upErr := hc.Do(req)
+	if upErr == nil {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			upErr = fmt.Errorf("the storage account answered %s", res.Status)
+		}
+		status.StatusCode = res.StatusCode
+	}
+	if upErr != nil {
+		status.IsSuccess, status.StatusDescription = false, upErr.Error()
+		if status.StatusCode == http.StatusCreated {
+			status.StatusCode = http.StatusInternalServerError
+		}
+	}
+	if err := c.hubRequest(ctx, hc, "/files/notifications", status, nil); err != nil {
+		return "", fmt.Errorf("iotdevice: file upload notification: %w", err)
+	}
+	if upErr != nil {
+		return "", fmt.Errorf("iotdevice: upload %s: %w", sas.BlobName, upErr)
+	}
+	return sas.BlobName, nil
+}
+
+// httpsHost is where the hub's HTTPS is: Options.HTTPSHost, or the host
+// on 443.
+func (c *Client) httpsHost() string {
+	if c.opts.HTTPSHost != "" {
+		return c.opts.HTTPSHost
+	}
+	h := c.host()
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	return net.JoinHostPort(h, "443")
+}
+
+// httpsClient trusts the system roots (storage accounts) and the CA file
+// (the emulator, and Azurite with its certificate).
+func (c *Client) httpsClient() (*http.Client, error) {
+	cfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.ServerName = ""
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if c.opts.CAFile != "" {
+		pem, err := os.ReadFile(c.opts.CAFile)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("iotdevice: the CA file %s holds no PEM certificate", c.opts.CAFile)
+		}
+	}
+	cfg.RootCAs = pool
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Transport: tr, Timeout: 5 * time.Minute}, nil
+}
+
+// hubRequest POSTs v as JSON to the device's path on the hub's HTTPS,
+// authenticated as the device, and decodes the answer into out.
+func (c *Client) hubRequest(ctx context.Context, hc *http.Client, path string, v, out any) error {
+	body, _ := json.Marshal(v)
+	u := "https://" + c.httpsHost() + "/devices/" + url.PathEscape(c.cs.DeviceID) + path + "?api-version=" + APIVersion
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	// The hub's name, as the device's token is scoped to it.
+	req.Host = c.cs.HostName
+	if h, _, err := net.SplitHostPort(req.Host); err == nil {
+		req.Host = h
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	if _, tok := c.credentials(); tok != "" {
+		req.Header.Set("Authorization", tok)
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode >= 300 {
+		return iothub.ParseErrorResponse(res.StatusCode, res.Header.Get(iothub.HeaderErrorCode), b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
