@@ -107,7 +107,85 @@ function fromDevice(events, id, n) {
   }, 20000);
 }
 
+
+// settleOutcomes sends a device "keep" and "drop" with full feedback
+// asked; the device abandons the first delivery of "keep" and completes
+// the second, and rejects "drop". It checks the feedback (Success and
+// Rejected) and returns the device's deliveries. propertyKey reads the
+// application property "kind" as the transport's SDK names it.
+async function settleOutcomes(transport, prefix, propertyKey) {
+  const { Message } = require('azure-iot-common');
+  const { Client: DeviceClient } = require('azure-iot-device');
+  const { id, cs } = await createDevice(prefix);
+  const service = serviceClient();
+  const device = DeviceClient.fromConnectionString(cs, transport);
+  const seen = [];
+  try {
+    await service.open();
+    const receiver = await new Promise((resolve, reject) => service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r))));
+    const feedback = [];
+    receiver.on('message', (b) => {
+      feedback.push(...JSON.parse(b.getData().toString('utf-8')));
+      receiver.complete(b, () => {});
+    });
+    device.on('message', (msg) => {
+      seen.push(msg);
+      const body = msg.data.toString();
+      const n = seen.filter((m) => m.data && m.data.toString() === body).length;
+      const settle = body === 'drop' ? device.reject(msg) : (n === 1 ? device.abandon(msg) : device.complete(msg));
+      settle.catch((err) => seen.push({ error: err }));
+    });
+    await device.open();
+    for (const body of ['keep', 'drop']) {
+      const m = new Message(body);
+      m.messageId = uniqueId(body);
+      m.ack = 'full';
+      m.properties.add('kind', body);
+      await service.send(id, m);
+    }
+    const records = await eventually(async () => {
+      const errors = seen.filter((m) => m.error);
+      assert(errors.length === 0, `settling failed: ${errors.map((e) => e.error)}`);
+      assert(feedback.length >= 2, `feedback ${JSON.stringify(feedback)}`);
+      return feedback;
+    }, 20000);
+    const status = Object.fromEntries(records.map((r) => [seen.find((m) => m.messageId === r.originalMessageId).data.toString(), r.statusCode]));
+    assert(status.keep === 'Success' && status.drop === 'Rejected', `feedback by message ${JSON.stringify(status)}`);
+    const keep = seen.filter((m) => m.data && m.data.toString() === 'keep');
+    assert(keep.length === 2, `deliveries of keep: ${keep.length}`);
+    assert(keep[0].properties.getValue(propertyKey) === 'keep', `application properties ${JSON.stringify(keep[0].properties)}`);
+    return seen;
+  } finally {
+    await device.close();
+    await service.close();
+  }
+}
+
+// selfSignedDevice registers a device with a new self-signed
+// certificate and returns its id, certificate and key.
+async function selfSignedDevice(prefix) {
+  const fs = require('fs');
+  const os = require('os');
+  const path = require('path');
+  const { execFileSync } = require('child_process');
+  const id = uniqueId(prefix);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'x509-'));
+  try {
+    const certFile = path.join(dir, 'cert.pem');
+    const keyFile = path.join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${id}`], { stdio: 'ignore' });
+    const cert = fs.readFileSync(certFile, 'utf8');
+    const der = Buffer.from(cert.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const thumbprint = crypto.createHash('sha1').update(der).digest('hex').toUpperCase();
+    await registry().create({ deviceId: id, authentication: { x509Thumbprint: { primaryThumbprint: thumbprint } } });
+    return { id, cert, key: fs.readFileSync(keyFile, 'utf8') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 module.exports = {
   serviceString, hostName, registry, serviceClient, uniqueId, createDevice, openDevice, updateReported, sleep, eventually, assert, expectError,
-  serviceKey, keyName, eventHubString, endPositions, subscribe, fromDevice,
+  serviceKey, keyName, eventHubString, endPositions, subscribe, fromDevice, settleOutcomes, selfSignedDevice,
 };

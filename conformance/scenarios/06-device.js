@@ -90,23 +90,10 @@ exports.wrongKeyRejected = async () => {
 };
 
 exports.x509SelfSigned = async () => {
-  const os = require('os');
-  const path = require('path');
-  const crypto = require('crypto');
-  const { execFileSync } = require('child_process');
   const { Client } = require('azure-iot-device');
-  const id = require('../lib').uniqueId('x509');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'x509-'));
-  const certFile = path.join(dir, 'cert.pem');
-  const keyFile = path.join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${id}`], { stdio: 'ignore' });
-  const cert = fs.readFileSync(certFile, 'utf8');
-  const der = Buffer.from(cert.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-  const thumbprint = crypto.createHash('sha1').update(der).digest('hex').toUpperCase();
-  await registry().create({ deviceId: id, authentication: { x509Thumbprint: { primaryThumbprint: thumbprint } } });
+  const { id, cert, key } = await require('../lib').selfSignedDevice('x509');
   const device = Client.fromConnectionString(`HostName=${require('../lib').hostName()};DeviceId=${id};x509=true`, Mqtt);
-  device.setOptions({ cert, key: fs.readFileSync(keyFile, 'utf8') });
+  device.setOptions({ cert, key });
   await device.open();
   try {
     const twin = await device.getTwin();
@@ -115,7 +102,6 @@ exports.x509SelfSigned = async () => {
     assert(after.authenticationType === 'selfSigned' && after.properties.reported.auth === 'x509', JSON.stringify(after));
   } finally {
     await device.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 };
 

@@ -10,7 +10,7 @@ const { Client: DeviceClient, ModuleClient } = require('azure-iot-device');
 const { EventHubConsumerClient } = require('@azure/event-hubs');
 const {
   createDevice, openDevice, registry, serviceClient, uniqueId, updateReported, eventually, assert, expectError,
-  eventHubString, endPositions, subscribe, fromDevice, hostName,
+  eventHubString, endPositions, subscribe, fromDevice, hostName, settleOutcomes, selfSignedDevice,
 } = require('../lib');
 
 for (const [name, transport] of [['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
@@ -36,48 +36,7 @@ for (const [name, transport] of [['Amqp', Amqp], ['AmqpWs', AmqpWs]]) {
   };
 }
 
-exports.cloudToDevice = async () => {
-  const { id, cs } = await createDevice('amqpc2d');
-  const service = serviceClient();
-  const device = await openDevice(cs, Amqp);
-  const seen = [];
-  try {
-    await service.open();
-    const receiver = await new Promise((resolve, reject) => service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r))));
-    const feedback = [];
-    receiver.on('message', (b) => {
-      feedback.push(...JSON.parse(b.getData().toString('utf-8')));
-      receiver.complete(b, () => {});
-    });
-    device.on('message', (msg) => {
-      seen.push(msg);
-      const body = msg.data.toString();
-      const n = seen.filter((m) => m.data.toString() === body).length;
-      const settle = body === 'drop' ? device.reject(msg) : (n === 1 ? device.abandon(msg) : device.complete(msg));
-      settle.catch((err) => seen.push({ error: err, data: Buffer.from('') }));
-    });
-    for (const body of ['keep', 'drop']) {
-      const m = new Message(body);
-      m.messageId = uniqueId(body);
-      m.ack = 'full';
-      m.properties.add('kind', body);
-      await service.send(id, m);
-    }
-    const records = await eventually(async () => {
-      const errors = seen.filter((m) => m.error);
-      assert(errors.length === 0, `settling failed: ${errors.map((e) => e.error)}`);
-      assert(feedback.length >= 2, `feedback ${JSON.stringify(feedback)}`);
-      return feedback;
-    }, 20000);
-    const status = Object.fromEntries(records.map((r) => [seen.find((m) => m.messageId === r.originalMessageId).data.toString(), r.statusCode]));
-    assert(status.keep === 'Success' && status.drop === 'Rejected', `feedback by message ${JSON.stringify(status)}`);
-    const keep = seen.filter((m) => m.data.toString() === 'keep');
-    assert(keep.length === 2 && keep[0].properties.getValue('kind') === 'keep', `deliveries of keep: ${keep.length}`);
-  } finally {
-    await device.close();
-    await service.close();
-  }
-};
+exports.cloudToDevice = () => settleOutcomes(Amqp, 'amqpc2d', 'kind');
 
 exports.methodsAndTwin = async () => {
   const { id, cs } = await createDevice('amqpmt');
@@ -129,23 +88,9 @@ exports.wrongKeyRefused = async () => {
 // A self-signed X.509 device on AMQP: no $cbs, the certificate of the TLS
 // handshake authenticates it.
 exports.x509SelfSigned = async () => {
-  const fs = require('fs');
-  const os = require('os');
-  const path = require('path');
-  const crypto = require('crypto');
-  const { execFileSync } = require('child_process');
-  const id = uniqueId('amqpx509');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'x509-'));
-  const certFile = path.join(dir, 'cert.pem');
-  const keyFile = path.join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${id}`], { stdio: 'ignore' });
-  const cert = fs.readFileSync(certFile, 'utf8');
-  const der = Buffer.from(cert.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-  const thumbprint = crypto.createHash('sha1').update(der).digest('hex').toUpperCase();
-  await registry().create({ deviceId: id, authentication: { x509Thumbprint: { primaryThumbprint: thumbprint } } });
+  const { id, cert, key } = await selfSignedDevice('amqpx509');
   const device = DeviceClient.fromConnectionString(`HostName=${hostName()};DeviceId=${id};x509=true`, Amqp);
-  device.setOptions({ cert, key: fs.readFileSync(keyFile, 'utf8') });
+  device.setOptions({ cert, key });
   try {
     await device.open();
     const twin = await device.getTwin();
@@ -154,7 +99,6 @@ exports.x509SelfSigned = async () => {
     assert(after.properties.reported.auth === 'x509', JSON.stringify(after.properties.reported));
   } finally {
     await device.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 };
 

@@ -97,13 +97,7 @@ func TestDeviceLinks(t *testing.T) {
 // its lock token, the device's unsettled accepted is answered with a
 // settled accepted, and the message is complete.
 func TestDeviceC2DSettleSecond(t *testing.T) {
-	e := emulatortest.Start(t)
-	cs := e.AddDevice(t, "d1")
-	c := dial(t, e, true)
-	tok, _ := sas.New(sas.DeviceResource("localhost", "d1", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
-	if status := c.putDeviceToken("localhost/devices/d1", tok.String()); status != 200 {
-		t.Fatalf("put-token answered %d", status)
-	}
+	e, c := deviceClient(t)
 	second := uint8(1)
 	c.frame(&amqp.Attach{Name: "c2d", Handle: 2, Role: amqp.RoleReceiver, RcvSettleMode: &second,
 		Source: &amqp.Source{Address: "amqps://localhost:5671/devices/d1/messages/deviceBound"}, Target: &amqp.Target{Address: "d1"}}, nil)
@@ -133,6 +127,20 @@ func TestDeviceC2DSettleSecond(t *testing.T) {
 	}
 }
 
+// deviceClient starts an emulator with device d1 and connects as d1 with
+// its token on $cbs, under the audience C# sends, not encoded.
+func deviceClient(t *testing.T) (*emulatortest.Env, *client) {
+	t.Helper()
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "d1")
+	c := dial(t, e, true)
+	tok, _ := sas.New(sas.DeviceResource("localhost", "d1", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
+	if status := c.putDeviceToken("localhost/devices/d1", tok.String()); status != 200 {
+		t.Fatalf("put-token answered %d", status)
+	}
+	return e, c
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -144,13 +152,7 @@ func c2dFor(body string) hub.C2DMessage { return hub.C2DMessage{Body: []byte(bod
 // Ensure that a batch in C#'s format, each data section a whole message,
 // is stored as its messages, each with its own properties.
 func TestDeviceBatch(t *testing.T) {
-	e := emulatortest.Start(t)
-	cs := e.AddDevice(t, "d1")
-	c := dial(t, e, true)
-	tok, _ := sas.New(sas.DeviceResource("localhost", "d1", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
-	if status := c.putDeviceToken("localhost/devices/d1", tok.String()); status != 200 {
-		t.Fatalf("put-token answered %d", status)
-	}
+	e, c := deviceClient(t)
 	c.attach("events", 2, false, "", "/devices/d1/messages/events")
 	next[*amqp.Flow](c)
 	var sections [][]byte

@@ -88,27 +88,7 @@ func (l *Link) Authorized(ok func(Claim) bool) bool {
 // client gives credit. Messages go pre-settled. It returns ErrDetached
 // once the link has ended, or ctx's error.
 func (l *Link) Send(ctx context.Context, m *wire.Message) error {
-	b, err := m.Marshal(nil)
-	if err != nil {
-		return err
-	}
-	c := l.conn
-	for {
-		if err := l.WaitCredit(ctx); err != nil {
-			return err
-		}
-		c.mu.Lock()
-		if l.ended {
-			c.mu.Unlock()
-			return ErrDetached
-		}
-		if l.credit > 0 && len(l.pending) == 0 {
-			l.transferLocked(b, nil, nil)
-			c.mu.Unlock()
-			return nil
-		}
-		c.mu.Unlock() // a drain took the credit: wait for more
-	}
+	return l.send(ctx, m, nil, nil)
 }
 
 // SendUnsettled sends m as Send does, but unsettled, with delivery tag
@@ -117,6 +97,12 @@ func (l *Link) Send(ctx context.Context, m *wire.Message) error {
 // reader goroutine (for nil, its own) and must not block on the
 // connection.
 func (l *Link) SendUnsettled(ctx context.Context, m *wire.Message, tag []byte, settled func(wire.DeliveryState)) error {
+	return l.send(ctx, m, tag, settled)
+}
+
+// send waits for credit and transfers m, pre-settled unless settled is
+// set.
+func (l *Link) send(ctx context.Context, m *wire.Message, tag []byte, settled func(wire.DeliveryState)) error {
 	b, err := m.Marshal(nil)
 	if err != nil {
 		return err
@@ -136,7 +122,7 @@ func (l *Link) SendUnsettled(ctx context.Context, m *wire.Message, tag []byte, s
 			c.mu.Unlock()
 			return nil
 		}
-		c.mu.Unlock()
+		c.mu.Unlock() // a drain took the credit: wait for more
 	}
 }
 
