@@ -409,6 +409,24 @@ func AsUint(v any) (uint64, bool) {
 	return 0, false
 }
 
+// AsInt reads any integer field, signed or not, that fits an int64.
+func AsInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case int64:
+		return x, true
+	}
+	if u, ok := AsUint(v); ok && u <= 1<<63-1 {
+		return int64(u), true
+	}
+	return 0, false
+}
+
 // AsString reads a string or symbol field.
 func AsString(v any) string {
 	switch x := v.(type) {

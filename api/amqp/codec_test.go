@@ -146,3 +146,16 @@ func TestConditions(t *testing.T) {
 		t.Error("unmapped errors")
 	}
 }
+
+func TestAsInt(t *testing.T) {
+	for v, want := range map[any]int64{int8(-1): -1, int16(2): 2, int32(200): 200, int64(-5): -5, uint8(7): 7, uint32(9): 9} {
+		if got, ok := AsInt(v); !ok || got != want {
+			t.Errorf("AsInt(%T %v) = %d, %v", v, v, got, ok)
+		}
+	}
+	for _, v := range []any{"1", nil, uint64(1 << 63), 1.5} {
+		if _, ok := AsInt(v); ok {
+			t.Errorf("AsInt(%T %v) read an integer", v, v)
+		}
+	}
+}

@@ -406,11 +406,11 @@ func (n *methodsNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	if m.Properties != nil {
 		rid = idString(m.Properties.CorrelationID)
 	}
-	status, ok := asInt(m.ApplicationProperties[methodStatusProp])
+	status, ok := wire.AsInt(m.ApplicationProperties[methodStatusProp])
 	if rid == "" || !ok {
 		return &wire.Rejected{Error: wire.Errorf("amqp:invalid-field", "a method response needs a correlation-id and an %s", methodStatusProp)}
 	}
-	ds.conn.CompleteMethod(rid, status, m.Body())
+	ds.conn.CompleteMethod(rid, int(status), m.Body())
 	return &wire.Accepted{}
 }
 
@@ -495,26 +495,6 @@ func (n *twinNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	}
 	out.Offer(resp)
 	return &wire.Accepted{}
-}
-
-func asInt(v any) (int, bool) {
-	switch x := v.(type) {
-	case int32:
-		return int(x), true
-	case int64:
-		return int(x), true
-	case int16:
-		return int(x), true
-	case int8:
-		return int(x), true
-	case uint8:
-		return int(x), true
-	case uint16:
-		return int(x), true
-	case uint32:
-		return int(x), true
-	}
-	return 0, false
 }
 
 func newUUID() string {
