@@ -10,6 +10,8 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iotevents"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
 )
 
 // telemetryFlags registers the flags of the commands that read the
@@ -178,4 +180,37 @@ func cmdMessages(ctx context.Context, e *env, args []string) error {
 	}
 	e.print(msgs, b.String())
 	return nil
+}
+
+// cmdFiles follows file upload notifications, as a back end's file
+// notification receiver does: one line (or JSON object) per uploaded
+// file, until -count, -timeout or an interrupt.
+func cmdFiles(ctx context.Context, e *env, args []string) error {
+	count := e.flags.Int("count", 0, "stop after this many notifications (0: no limit)")
+	timeout := e.flags.Duration("timeout", 0, "stop after this long (0: until interrupted)")
+	if err := e.parse(args); err != nil {
+		return err
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	enc := json.NewEncoder(e.stdout)
+	seen := 0
+	return e.svc.ReceiveFileNotifications(ctx, func(n iothub.FileNotification) error {
+		var err error
+		if *e.output == "json" {
+			err = enc.Encode(n)
+		} else {
+			_, err = fmt.Fprintf(e.stdout, "%s %s %s %d bytes %s\n", n.EnqueuedTimeUTC.UTC().Format(time.RFC3339Nano), n.DeviceID, n.BlobName, n.BlobSizeInBytes, n.BlobURI)
+		}
+		if err != nil {
+			return err
+		}
+		if seen++; *count > 0 && seen >= *count {
+			return iotservice.ErrStop
+		}
+		return nil
+	})
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/iotservice"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
@@ -84,11 +86,15 @@ func TestUploadFile(t *testing.T) {
 	if got := blobs.blobs["/devstoreaccount1/fileuploads/uploader/logs/today.log"]; !bytes.Equal(got, data) {
 		t.Fatalf("the storage account holds %d bytes", len(got))
 	}
-	n, settle, err := e.Hub().NextFileNotification(ctx)
-	if err != nil || n.BlobName != name || n.BlobSizeInBytes != int64(len(data)) || !strings.HasSuffix(n.BlobURI, "/fileuploads/"+name) {
-		t.Fatalf("notification %+v, %v", n, err)
+	// The service hears of it on its file notification receiver.
+	var got []iothub.FileNotification
+	err = e.Service(t).ReceiveFileNotifications(ctx, func(n iothub.FileNotification) error {
+		got = append(got, n)
+		return iotservice.ErrStop
+	})
+	if err != nil || len(got) != 1 || got[0].BlobName != name || got[0].BlobSizeInBytes != int64(len(data)) || !strings.HasSuffix(got[0].BlobURI, "/fileuploads/"+name) {
+		t.Fatalf("notifications %+v, %v", got, err)
 	}
-	settle(true)
 	// A write the storage account refuses is reported as failed, and gives
 	// no notification.
 	if _, err := dev.UploadFile(ctx, "denied.log", bytes.NewReader(data), int64(len(data))); err == nil || !strings.Contains(err.Error(), "403") {
