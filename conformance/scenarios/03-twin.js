@@ -64,16 +64,16 @@ exports.desiredNull = async () => {
 
 // Desired properties updated while the device is offline: a new device
 // client's twin equals the service's.
-exports.desiredWhileOffline = async () => {
+async function desiredWhileOffline(transport) {
   const { id, cs } = await createDevice('desoff');
-  let device = await openDevice(cs);
+  let device = await openDevice(cs, transport);
   await device.getTwin();
   await registry().updateTwin(id, { properties: { desired: { a: 1, nested: { x: 1, gone: { z: 1 } }, list: [1, 2] } } }, '*');
   await device.close();
   await registry().updateTwin(id, { properties: { desired: { a: null, b: 2, nested: { y: 2, gone: { z: null } }, list: [3] } } }, '*');
   await registry().updateTwin(id, { properties: { desired: { c: { d: 'e' }, nested: { x: null } } } }, '*');
   const { responseBody: service } = await registry().getTwin(id);
-  device = await openDevice(cs);
+  device = await openDevice(cs, transport);
   try {
     const twin = await device.getTwin();
     const want = userProps(service.properties.desired);
@@ -86,4 +86,8 @@ exports.desiredWhileOffline = async () => {
   } finally {
     await device.close();
   }
-};
+}
+
+// Over MQTT and, since devices speak it, over AMQP.
+exports.desiredWhileOffline = () => desiredWhileOffline(require('azure-iot-device-mqtt').Mqtt);
+exports.desiredWhileOfflineAmqp = () => desiredWhileOffline(require('azure-iot-device-amqp').Amqp);
