@@ -115,7 +115,8 @@ func (f *deviceFace) session(l *Link) (*deviceSession, *wire.Error) {
 		}
 	}
 	v := l.Shared("device:"+key, func() (any, func()) {
-		ds := &deviceSession{face: f, key: key, deviceID: d, moduleID: m, wake: make(chan struct{}, 1), closer: l}
+		ds := &deviceSession{face: f, key: key, deviceID: d, moduleID: m, wake: make(chan struct{}, 1),
+			inflight: make(chan struct{}, maxInflight), closer: l}
 		c, _, err := f.hub.Attach(context.Background(), key, ds, false)
 		if err != nil {
 			ds.err = err
@@ -141,6 +142,7 @@ type deviceSession struct {
 	err                error
 	closer             *Link         // a link of the connection, to close it by
 	wake               chan struct{} // a cloud-to-device message may be waiting
+	inflight           chan struct{} // a place per telemetry message not yet stored
 
 	mu         sync.Mutex
 	methodsOut *Link // guarded by mu; where method requests go
@@ -226,10 +228,41 @@ func (n *eventsNode) Attach(l *Link) *wire.Error {
 	return err
 }
 
+// Receive stores one message and returns its outcome (a batch's
+// messages come this way, one after another).
 func (n *eventsNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
+	ds, wait, outcome := n.queue(l, m)
+	if outcome != nil {
+		return outcome
+	}
+	<-ds.inflight
+	return storedOutcome(wait())
+}
+
+// ReceiveAsync queues one message in the telemetry log and settles it
+// once it is durable, while the connection reads on, so a device's
+// messages in flight share group commits; past maxInflight unsettled
+// ones the reader waits.
+func (n *eventsNode) ReceiveAsync(l *Link, m *wire.Message, settle func(wire.DeliveryState)) {
+	ds, wait, outcome := n.queue(l, m)
+	if outcome != nil {
+		settle(outcome)
+		return
+	}
+	go func() {
+		outcome := storedOutcome(wait())
+		<-ds.inflight
+		settle(outcome)
+	}()
+}
+
+// queue checks a message and queues it in the telemetry log, taking a
+// place among the identity's messages in flight; a non-nil outcome
+// refuses it.
+func (n *eventsNode) queue(l *Link, m *wire.Message) (*deviceSession, func() error, wire.DeliveryState) {
 	ds, werr := n.f.session(l)
 	if werr != nil {
-		return &wire.Rejected{Error: werr}
+		return nil, nil, &wire.Rejected{Error: werr}
 	}
 	body := m.Body()
 	props := eventProperties(m)
@@ -238,13 +271,22 @@ func (n *eventsNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 		size += len(k) + len(v)
 	}
 	if size > 256*1024 {
-		return &wire.Rejected{Error: wire.Errorf("amqp:link:message-size-exceeded", "the message is %d bytes; the limit is 256 KB", size)}
+		return nil, nil, &wire.Rejected{Error: wire.Errorf("amqp:link:message-size-exceeded", "the message is %d bytes; the limit is 256 KB", size)}
 	}
-	if err := ds.conn.Telemetry(ds.moduleID, props, body); err != nil {
+	ds.inflight <- struct{}{}
+	return ds, ds.conn.QueueTelemetry(ds.moduleID, props, body), nil
+}
+
+func storedOutcome(err error) wire.DeliveryState {
+	if err != nil {
 		return &wire.Rejected{Error: wire.Errorf("amqp:internal-error", "the message could not be stored: %v", err)}
 	}
 	return &wire.Accepted{}
 }
+
+// maxInflight bounds an identity's telemetry messages waiting to be
+// stored on one connection.
+const maxInflight = 256
 
 // eventProperties maps an AMQP message's properties to the property bag
 // of the MQTT topics, as the hub keeps them.

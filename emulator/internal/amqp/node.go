@@ -23,6 +23,15 @@ type Receiver interface {
 	Receive(l *Link, m *wire.Message) wire.DeliveryState
 }
 
+// An AsyncReceiver is a Receiver that settles a delivery later: the
+// engine reads on while settle is pending. settle is called once, from
+// any goroutine, with the outcome; it must not be called from
+// ReceiveAsync after blocking on the connection.
+type AsyncReceiver interface {
+	Receiver
+	ReceiveAsync(l *Link, m *wire.Message, settle func(wire.DeliveryState))
+}
+
 // A Sender is a node clients receive messages from: Serve runs in its own
 // goroutine once the link is attached and returns when l.Context() ends.
 type Sender interface {

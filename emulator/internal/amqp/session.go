@@ -380,6 +380,22 @@ func (c *conn) onTransfer(s *session, t *wire.Transfer, payload []byte) error {
 		c.grantLocked(l)
 	}
 	c.mu.Unlock()
+	if ar, ok := l.node.(AsyncReceiver); ok && format != wire.BatchedMessageFormat {
+		m, err := wire.UnmarshalMessage(body)
+		if err != nil {
+			if !settled {
+				c.queueFrame(s.channel, &wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true,
+					State: &wire.Rejected{Error: wire.Errorf("amqp:decode-error", "%v", err)}}, nil)
+			}
+			return nil
+		}
+		ar.ReceiveAsync(l, m, func(outcome wire.DeliveryState) {
+			if !settled {
+				c.queueFrame(s.channel, &wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: outcome}, nil)
+			}
+		})
+		return nil
+	}
 	outcome := c.receive(l, body, format)
 	if !settled {
 		c.queueFrame(s.channel, &wire.Disposition{Role: wire.RoleReceiver, First: id, Settled: true, State: outcome}, nil)
