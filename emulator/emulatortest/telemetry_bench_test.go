@@ -136,28 +136,14 @@ func runTelemetry(b *testing.B, pubs []*publisher, rec *receipts) {
 	cpu := startCPU()
 	b.ResetTimer()
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(pubs))
+	senders := make([]func(int) error, len(pubs))
 	for i, p := range pubs {
-		n := b.N / len(pubs)
-		if i < b.N%len(pubs) {
-			n++
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.send(run, n); err != nil {
-				errs <- err
-			}
-		}()
+		senders[i] = func(n int) error { return p.send(run, n) }
 	}
-	wg.Wait()
-	acked := time.Since(start)
-	select {
-	case err := <-errs:
+	if err := spread(b.N, senders); err != nil {
 		b.Fatal(err)
-	default:
 	}
+	acked := time.Since(start)
 	select {
 	case <-rec.done:
 	case <-time.After(time.Minute):

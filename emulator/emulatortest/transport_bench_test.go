@@ -209,31 +209,41 @@ func runSenders(b *testing.B, senders []func(n int) error) {
 	cpu := startCPU()
 	b.ResetTimer()
 	start := time.Now()
+	err := spread(b.N, senders)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acked-msgs/s")
+}
+
+// spread sends n messages split evenly across senders, all at once, and
+// returns the first failure.
+func spread(n int, senders []func(n int) error) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(senders))
 	for i, send := range senders {
-		n := b.N / len(senders)
-		if i < b.N%len(senders) {
-			n++
+		k := n / len(senders)
+		if i < n%len(senders) {
+			k++
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := send(n); err != nil {
+			if err := send(k); err != nil {
 				errs <- err
 			}
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
 	select {
 	case err := <-errs:
-		b.Fatal(err)
+		return err
 	default:
+		return nil
 	}
-	cpu.report(b)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acked-msgs/s")
 }
 
 func BenchmarkDeviceTelemetry(b *testing.B) {
