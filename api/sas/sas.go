@@ -168,41 +168,32 @@ func (t Token) Audience() (string, error) {
 // Verify checks that the token is signed by one of keys (base64) and has not
 // expired at now, allowing skew. It does not check the scope; see Covers.
 func (t Token) Verify(now time.Time, skew time.Duration, keys ...string) error {
-	exp, err := t.ExpiresAt()
-	if err != nil {
-		return err
-	}
-	signed := false
-	for _, k := range keys {
-		kb, err := DecodeKey(k)
-		if err != nil {
-			continue
-		}
-		if hmac.Equal([]byte(Sign(t.Resource, t.Expiry, kb)), []byte(t.Signature)) {
-			signed = true
-			break
-		}
-	}
-	if !signed {
-		return ErrSignature
-	}
-	if now.After(exp.Add(skew)) {
-		return ErrExpired
-	}
-	return nil
+	return t.verify(now, skew, keys, func(k string) ([]byte, error) { return DecodeKey(k) })
 }
 
 // VerifyEventHubs checks a token as the Event Hubs clients sign it: the
 // HMAC keyed with the key string's UTF-8 bytes, not its base64 decoding
 // (next-wave-protocols §1.2). Expiry is checked as in Verify.
 func (t Token) VerifyEventHubs(now time.Time, skew time.Duration, keys ...string) error {
+	return t.verify(now, skew, keys, func(k string) ([]byte, error) {
+		if k == "" {
+			return nil, errors.New("sas: empty key")
+		}
+		return []byte(k), nil
+	})
+}
+
+// verify checks the signature against each key as keyBytes reads it (a
+// key it cannot read is skipped), then the expiry.
+func (t Token) verify(now time.Time, skew time.Duration, keys []string, keyBytes func(string) ([]byte, error)) error {
 	exp, err := t.ExpiresAt()
 	if err != nil {
 		return err
 	}
 	signed := false
 	for _, k := range keys {
-		if k != "" && hmac.Equal([]byte(Sign(t.Resource, t.Expiry, []byte(k))), []byte(t.Signature)) {
+		kb, err := keyBytes(k)
+		if err == nil && hmac.Equal([]byte(Sign(t.Resource, t.Expiry, kb)), []byte(t.Signature)) {
 			signed = true
 			break
 		}

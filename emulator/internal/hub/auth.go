@@ -236,15 +236,10 @@ func (h *Hub) AuthorizeService(header string, need Rights) error {
 			return nil
 		}
 	}
-	tok, err := sas.Parse(header)
+	tok, p, aud, err := h.policyToken(header)
 	if err != nil {
 		return fail(err.Error())
 	}
-	p, ok := h.Policy(tok.KeyName)
-	if !ok {
-		return fail("unknown policy " + tok.KeyName)
-	}
-	aud, _ := tok.Audience()
 	// A token scoped to the hub, or to its messages/events, which the
 	// official samples sign for the built-in endpoint's redirect.
 	host, path, _ := strings.Cut(strings.TrimSuffix(aud, "/"), "/")
@@ -259,6 +254,21 @@ func (h *Hub) AuthorizeService(header string, need Rights) error {
 	}
 	h.rememberToken(header, tok, p.Rights)
 	return nil
+}
+
+// policyToken parses a shared access policy's token and finds its policy;
+// the error says why not, for the log. It returns the decoded audience.
+func (h *Hub) policyToken(s string) (sas.Token, Policy, string, error) {
+	tok, err := sas.Parse(s)
+	if err != nil {
+		return sas.Token{}, Policy{}, "", err
+	}
+	p, ok := h.Policy(tok.KeyName)
+	if !ok {
+		return sas.Token{}, Policy{}, "", errors.New("unknown policy " + tok.KeyName)
+	}
+	aud, _ := tok.Audience()
+	return tok, p, aud, nil
 }
 
 // verifiedToken is a service token whose signature was checked.
@@ -290,15 +300,10 @@ func (h *Hub) AuthorizeEventHubs(token string) (time.Time, error) {
 		h.log.Info("event hubs token refused", "reason", reason)
 		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized")
 	}
-	tok, err := sas.Parse(token)
+	tok, p, aud, err := h.policyToken(token)
 	if err != nil {
 		return fail(err.Error())
 	}
-	p, ok := h.Policy(tok.KeyName)
-	if !ok {
-		return fail("unknown policy " + tok.KeyName)
-	}
-	aud, _ := tok.Audience()
 	host, _, ok := eventhubs.SplitAudience(aud)
 	if !ok || !h.knownHost(host) {
 		return fail("token audience " + aud + " is not this hub's endpoint")
