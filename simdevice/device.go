@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -151,6 +152,10 @@ func (s *sim) disconnect() {
 // applies the desired properties the device missed while offline.
 func (s *sim) reportStart(ctx context.Context) error {
 	twin, err := s.cli.Twin(ctx)
+	if errors.Is(err, iotdevice.ErrNotSupported) {
+		s.log.Info("no twin and no methods on this transport; sending telemetry and receiving cloud-to-device messages only")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -16,12 +16,17 @@ import (
 
 // startSim runs one simulated device against an in-process emulator.
 func startSim(t *testing.T) (*emulatortest.Env, *stats) {
+	return startSimOn(t, iotdevice.MQTT, 0)
+}
+
+// startSimOn runs it on a transport, sending telemetry every interval.
+func startSimOn(t *testing.T, tr iotdevice.Transport, interval time.Duration) (*emulatortest.Env, *stats) {
 	t.Helper()
 	e := emulatortest.Start(t)
-	cs := e.AddDevice(t, "sim-1")
+	cs := e.TransportString(e.AddDevice(t, "sim-1"), tr)
 	st := &stats{}
-	s := newSim(cs, iotdevice.Options{CAFile: e.CAFile(), HTTPSHost: e.HTTPSAddr(), Logger: slog.New(slog.DiscardHandler)},
-		behaviour{RebootDelay: 100 * time.Millisecond, StepDelay: 50 * time.Millisecond, FirmwareVersion: "1.0.0"},
+	s := newSim(cs, iotdevice.Options{Transport: tr, CAFile: e.CAFile(), HTTPSHost: e.HTTPSAddr(), Logger: slog.New(slog.DiscardHandler)},
+		behaviour{RebootDelay: 100 * time.Millisecond, StepDelay: 50 * time.Millisecond, FirmwareVersion: "1.0.0", TelemetryInterval: interval},
 		slog.New(slog.DiscardHandler), st)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -122,4 +127,46 @@ func TestUploadLogsWithoutStorage(t *testing.T) {
 	if res.Status != 500 || !strings.Contains(string(res.Payload), "file upload is not configured") {
 		t.Fatalf("uploadLogs: %d %s", res.Status, res.Payload)
 	}
+}
+
+// Ensure that the simulated device runs the tutorial on AMQP, over TLS
+// and WebSocket: it reports its start-up state, and rebootDevice gets it
+// to report a rebootTime; and that over HTTPS, which has no twin, it
+// still sends telemetry.
+func TestTransports(t *testing.T) {
+	for _, tr := range []iotdevice.Transport{iotdevice.AMQP, iotdevice.AMQPWS} {
+		t.Run(string(tr), func(t *testing.T) {
+			e, _ := startSimOn(t, tr, 0)
+			reported(t, e, func(r map[string]any) error {
+				if r["startTime"] == nil {
+					return fmt.Errorf("start-up report %v", r)
+				}
+				return nil
+			})
+			if res := invoke(t, e, "rebootDevice", "null"); res.Status != 200 {
+				t.Fatalf("rebootDevice: %+v", res)
+			}
+			reported(t, e, func(r map[string]any) error {
+				if r["rebootTime"] == nil {
+					return fmt.Errorf("no rebootTime in %v", r)
+				}
+				return nil
+			})
+		})
+	}
+	t.Run("https", func(t *testing.T) {
+		e, st := startSimOn(t, iotdevice.HTTPS, 20*time.Millisecond)
+		svc := e.Service(t)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			msgs, err := svc.Messages(context.Background(), "sim-1")
+			if err == nil && len(msgs) >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("telemetry over HTTPS: %d messages, %v (errors %d)", len(msgs), err, st.errors.Load())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }

@@ -53,7 +53,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	parallel := f.Int("connect-parallelism", 64, "devices connecting at once in fleet mode")
 	summary := f.Duration("summary-interval", 30*time.Second, "how often fleet mode logs a summary")
 	caFile := f.String("ca-file", "", "PEM CA file to trust instead of the system roots (the emulator's ca.pem)")
-	ws := f.Bool("websocket", false, "MQTT over WebSocket on port 443")
+	transport := f.String("transport", "mqtt", "how devices reach the hub: mqtt (8883), mqttws (443), amqp (5671), amqpws (443) or https (443: telemetry and cloud-to-device messages only)")
+	ws := f.Bool("websocket", false, "the same as -transport mqttws")
 	httpsHost := f.String("https-host", "", "host:port of the hub's HTTPS, where uploadLogs begins its file upload (default: the host on 443)")
 	reboot := f.Duration("reboot-delay", 5*time.Second, "how long a simulated reboot keeps the device offline")
 	telemetry := f.Duration("telemetry-interval", 10*time.Second, "time between telemetry messages (0: none)")
@@ -68,8 +69,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tr, err := iotdevice.ParseTransport(*transport)
+	if err != nil {
+		return fmt.Errorf("%w: %v", cmdline.ErrUsage, err)
+	}
+	if *ws {
+		tr = iotdevice.MQTTWS
+	}
 	cfg = config{conn: *conn, service: *svc, gateway: *gw, count: *count, prefix: *prefix, parallel: *parallel, summary: *summary,
-		opts:      iotdevice.Options{CAFile: *caFile, WebSocket: *ws, HTTPSHost: *httpsHost, ModelID: *model, Logger: log},
+		opts:      iotdevice.Options{CAFile: *caFile, Transport: tr, HTTPSHost: *httpsHost, ModelID: *model, Logger: log},
 		behaviour: behaviour{RebootDelay: *reboot, TelemetryInterval: *telemetry, FirmwareVersion: *fw, StepDelay: *step}}
 	if cfg.count > 0 {
 		return runFleet(ctx, cfg, log, stderr)

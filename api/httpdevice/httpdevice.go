@@ -175,3 +175,64 @@ func LockFromIfMatch(v string) string {
 	}
 	return v
 }
+
+// EventHeaders are the request headers of an event with the property bag
+// of its MQTT topic, as the SDKs send them: system properties under
+// their iothub-* names, the others as iothub-app-{k}.
+func EventHeaders(props topic.Properties) [][2]string {
+	var h [][2]string
+	for _, p := range props {
+		v := ""
+		if p.Value != nil {
+			v = *p.Value
+		}
+		name := ""
+		for header, key := range systemKeys {
+			if key == p.Key {
+				name = header
+			}
+		}
+		switch {
+		case name != "":
+		case strings.HasPrefix(p.Key, "$."):
+			continue // a system property HTTPS does not carry
+		default:
+			name = AppPrefix + p.Key
+		}
+		h = append(h, [2]string{name, v})
+	}
+	return h
+}
+
+// ParseC2D reads a received message's headers (an http.Header, names in
+// any case): its lock token from the quoted ETag, and its property bag as
+// a device on MQTT sees it, iothub-ack included and the application
+// properties without their prefix, in a stable order.
+func ParseC2D(header map[string][]string) (lock string, props topic.Properties) {
+	get := func(name string) string {
+		for k, v := range header {
+			if strings.EqualFold(k, name) && len(v) > 0 {
+				return v[0]
+			}
+		}
+		return ""
+	}
+	lock = LockFromIfMatch(get("ETag"))
+	for _, kv := range [][2]string{{MessageID, topic.MessageID}, {CorrelationID, topic.CorrelationID}, {UserID, topic.UserID},
+		{To, topic.To}, {ContentType, topic.ContentType}, {ContentEncoding, topic.ContentEncoding}, {Expiry, topic.Expiry}, {Ack, "iothub-ack"}} {
+		if v := get(kv[0]); v != "" {
+			props = props.Set(kv[1], v)
+		}
+	}
+	var app []string
+	for k := range header {
+		if name := strings.ToLower(k); strings.HasPrefix(name, AppPrefix) && len(name) > len(AppPrefix) {
+			app = append(app, k)
+		}
+	}
+	sort.Strings(app)
+	for _, k := range app {
+		props = props.Set(strings.ToLower(k)[len(AppPrefix):], header[k][0])
+	}
+	return lock, props
+}

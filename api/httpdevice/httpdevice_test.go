@@ -1,9 +1,12 @@
 package httpdevice
 
 import (
+	"net/http"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
 )
 
 // Ensure that an event's headers, as the Node and C# SDKs send them, map
@@ -64,4 +67,28 @@ func FuzzParseBatch(f *testing.F) {
 			t.Fatal("an empty batch parsed")
 		}
 	})
+}
+
+// Ensure that what a device sends reads back as the hub reads it, and
+// what the hub answers reads back as the device's bag.
+func TestClientSide(t *testing.T) {
+	bag := topic.Properties{}.Set(topic.MessageID, "m-1").Set(topic.ContentType, "application/json").Set("$.exp", "x").Set("color", "red")
+	headers := map[string]string{}
+	for _, h := range EventHeaders(bag) {
+		headers[h[0]] = h[1]
+	}
+	got := EventProperties(headers)
+	if len(got) != 3 || got[topic.MessageID] != "m-1" || got[topic.ContentType] != "application/json" || got["color"] != "red" {
+		t.Fatalf("EventProperties(EventHeaders) = %v (headers %v)", got, headers)
+	}
+	m := C2D{Lock: "l-1", MessageID: "c-1", To: "/devices/d/messages/devicebound", Ack: "full", Properties: map[string]string{"b": "2", "a": "1"}}
+	h := map[string][]string{}
+	for _, kv := range m.Headers() {
+		h[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+	}
+	lock, props := ParseC2D(h)
+	want := topic.Properties{}.Set(topic.MessageID, "c-1").Set(topic.To, "/devices/d/messages/devicebound").Set("iothub-ack", "full").Set("a", "1").Set("b", "2")
+	if lock != "l-1" || props.Encode() != want.Encode() {
+		t.Fatalf("ParseC2D = %q %s, want l-1 %s", lock, props.Encode(), want.Encode())
+	}
 }

@@ -63,17 +63,18 @@ func (c *Client) UploadFile(ctx context.Context, name string, body io.Reader, si
 	return sas.BlobName, nil
 }
 
-// httpsHost is where the hub's HTTPS is: Options.HTTPSHost, or the host
-// on 443.
+// httpsHost is where the hub's HTTPS is: Options.HTTPSHost; else the
+// host and its port when the transport is on the HTTPS port; else the
+// host on 443.
 func (c *Client) httpsHost() string {
 	if c.opts.HTTPSHost != "" {
 		return c.opts.HTTPSHost
 	}
-	h := c.host()
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
+	h, port := c.hostPort()
+	if c.opts.Transport.DefaultPort() != "443" {
+		port = "443"
 	}
-	return net.JoinHostPort(h, "443")
+	return net.JoinHostPort(h, port)
 }
 
 // httpsClient trusts the system roots (storage accounts) and the CA file
@@ -100,35 +101,49 @@ func (c *Client) httpsClient() (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: 5 * time.Minute}, nil
 }
 
-// hubRequest POSTs v as JSON to the device's path on the hub's HTTPS,
-// authenticated as the device, and decodes the answer into out.
+// hubRequest POSTs v as JSON to the device's path on the hub's HTTPS and
+// decodes the answer into out.
 func (c *Client) hubRequest(ctx context.Context, hc *http.Client, path string, v, out any) error {
 	body, _ := json.Marshal(v)
-	u := "https://" + c.httpsHost() + "/devices/" + url.PathEscape(c.cs.DeviceID) + path + "?api-version=" + APIVersion
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
+	_, b, _, err := c.hubDo(ctx, hc, http.MethodPost, path, [][2]string{{"Content-Type", "application/json; charset=utf-8"}}, body)
+	if err != nil || out == nil {
 		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// hubDo sends a request to the device's path on the hub's HTTPS,
+// authenticated as the device, and returns the answer's body and
+// status, body and headers, or the hub's error.
+func (c *Client) hubDo(ctx context.Context, hc *http.Client, method, path string, headers [][2]string, body []byte) (int, []byte, http.Header, error) {
+	u := "https://" + c.httpsHost() + "/devices/" + url.PathEscape(c.cs.DeviceID) + path + "?api-version=" + APIVersion
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, nil, nil, err
 	}
 	// The hub's name, as the device's token is scoped to it.
 	req.Host = c.cs.HostName
 	if h, _, err := net.SplitHostPort(req.Host); err == nil {
 		req.Host = h
 	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	if _, tok := c.credentials(); tok != "" {
+	for _, h := range headers {
+		req.Header.Set(h[0], h[1])
+	}
+	if tok := c.token(); tok != "" {
 		req.Header.Set("Authorization", tok)
 	}
 	res, err := hc.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, nil, err
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if res.StatusCode >= 300 {
-		return iothub.ParseErrorResponse(res.StatusCode, res.Header.Get(iothub.HeaderErrorCode), b)
+		return 0, nil, nil, iothub.ParseErrorResponse(res.StatusCode, res.Header.Get(iothub.HeaderErrorCode), b)
 	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return res.StatusCode, b, res.Header, nil
 }

@@ -1,12 +1,17 @@
-// Package iotdevice is a device (or module) client for Azure IoT Hub over MQTT 3.1.1,
-// on TLS (port 8883) or WebSocket (port 443). It connects with a device
-// connection string, answers direct methods, reads and patches its twin,
-// receives desired-property changes and sends telemetry.
+// Package iotdevice is a device (or module) client for Azure IoT Hub on
+// each transport the official SDKs offer: MQTT 3.1.1 on TLS (port 8883)
+// or WebSocket (443), AMQP 1.0 on TLS (5671) or WebSocket (443), and
+// HTTPS (443). It connects with a device connection string, answers
+// direct methods, reads and patches its twin, receives desired-property
+// changes and cloud-to-device messages, sends telemetry and uploads
+// files, as far as the transport allows: over HTTPS, as on Azure, there
+// are no twins and no methods (next-wave-protocols §3.3).
 //
 // It works against real Azure IoT Hub with the system's root CAs, or
-// against the emulator given its CA file: nothing else differs. Every topic
-// comes from api/topic and every token from api/sas. It is the only package
-// that imports the Paho MQTT client.
+// against the emulator given its CA file: nothing else differs. Every
+// topic comes from api/topic, every AMQP address and annotation from
+// api/amqp, every HTTPS header from api/httpdevice, every token from
+// api/sas. It is the only package that imports the Paho MQTT client.
 package iotdevice
 
 import (
@@ -17,12 +22,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
@@ -30,6 +32,46 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 )
+
+// Transport is how the client reaches the hub.
+type Transport string
+
+// The transports, named as the SDKs name them.
+const (
+	MQTT   Transport = "mqtt"   // MQTT 3.1.1 over TLS on 8883
+	MQTTWS Transport = "mqttws" // MQTT over WebSocket on 443
+	AMQP   Transport = "amqp"   // AMQP 1.0 over TLS on 5671
+	AMQPWS Transport = "amqpws" // AMQP over WebSocket on 443
+	HTTPS  Transport = "https"  // HTTPS on 443: telemetry, cloud-to-device polling and file upload
+)
+
+// Transports lists every transport.
+var Transports = []Transport{MQTT, MQTTWS, AMQP, AMQPWS, HTTPS}
+
+// ParseTransport reads a transport's name.
+func ParseTransport(s string) (Transport, error) {
+	for _, t := range Transports {
+		if string(t) == s {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("iotdevice: unknown transport %q (want mqtt, mqttws, amqp, amqpws or https)", s)
+}
+
+// DefaultPort is the port the SDKs use for the transport.
+func (t Transport) DefaultPort() string {
+	switch t {
+	case MQTT, "":
+		return "8883"
+	case AMQP:
+		return "5671"
+	}
+	return "443"
+}
+
+// ErrNotSupported is returned for what the client's transport cannot do
+// (twins and methods over HTTPS).
+var ErrNotSupported = errors.New("iotdevice: not supported over this transport")
 
 // Options configures a Client. The zero value connects like the official
 // SDKs: MQTT over TLS on port 8883 with the system root CAs.
@@ -40,17 +82,22 @@ type Options struct {
 	// Certificate is the client certificate of an X.509 identity; the
 	// connection string then says x509=true.
 	Certificate *tls.Certificate
-	// WebSocket uses MQTT over WebSocket on port 443.
-	WebSocket bool
+	// Transport is how to reach the hub. Zero means MQTT.
+	Transport Transport
+	// PollInterval is how often a client on HTTPS with an OnC2D handler
+	// asks for cloud-to-device messages. Zero means 5 s.
+	PollInterval time.Duration
 	// HTTPSHost is host:port of the hub's HTTPS, where file uploads
 	// begin. Zero means the host on 443.
 	HTTPSHost string
 	// TokenLifetime is how long each SAS token lives; the client reconnects
 	// with a new one at 85 % of it. Zero means one hour.
 	TokenLifetime time.Duration
-	// KeepAlive is the MQTT keep-alive. Zero means 180 s, like the Node SDK.
+	// KeepAlive is the MQTT keep-alive, and the AMQP idle timeout asked of
+	// the hub. Zero means 180 s, like the Node SDK.
 	KeepAlive time.Duration
-	// CleanSession asks for a clean session. The SDKs use a persistent one.
+	// CleanSession asks for a clean MQTT session. The SDKs use a
+	// persistent one.
 	CleanSession bool
 	// ModelID is the IoT Plug and Play model (a DTMI) the device
 	// implements, announced in CONNECT; the hub shows it as the twin's
@@ -79,26 +126,52 @@ type Client struct {
 	cs   connstr.Device
 	opts Options
 	log  *slog.Logger
-	cli  paho.Client
+	tr   transport
 
 	mu       sync.Mutex
-	methods  map[string]MethodHandler   // guarded by mu
-	desired  DesiredHandler             // guarded by mu
-	c2d      C2DHandler                 // guarded by mu
-	events   chan func()                // desired patches and C2D messages, in order
-	pending  map[string]chan twinResult // guarded by mu
-	rid      atomic.Uint64
-	desiredV atomic.Int64 // the newest desired $version delivered
-	isClosed bool         // guarded by mu
+	methods  map[string]MethodHandler // guarded by mu
+	desired  DesiredHandler           // guarded by mu
+	c2d      C2DHandler               // guarded by mu
+	events   chan func()              // desired patches and C2D messages, in order
+	desiredV atomic.Int64             // the newest desired $version delivered
+	isClosed bool                     // guarded by mu
 	closed   chan struct{}
 	wg       sync.WaitGroup
-	connects atomic.Int64
+}
+
+// transport is one way of reaching the hub. It delivers what the hub
+// sends through the client's deliver methods.
+type transport interface {
+	// connect makes the first connection; later drops are the
+	// transport's to recover from.
+	connect(ctx context.Context) error
+	// close disconnects; the client's goroutines have stopped.
+	close()
+	connected() bool
+	sendEvent(ctx context.Context, body []byte, props topic.Properties) error
+	// twin sends a twin request: a GET with a nil body, or a reported
+	// patch.
+	twin(ctx context.Context, patch []byte) (twinResult, error)
 }
 
 type twinResult struct {
 	status  int
 	version int64
 	body    []byte
+}
+
+// err is the hub's error a twin answer carries, or nil.
+func (r twinResult) err() error {
+	if r.status < 300 {
+		return nil
+	}
+	var de iothub.DeviceError
+	_ = json.Unmarshal(r.body, &de)
+	code := iothub.ErrorCode(de.ErrorCode)
+	if code == 0 {
+		code = iothub.ErrorCode(r.status * 1000)
+	}
+	return &iothub.Error{Code: code, Message: de.Message}
 }
 
 // ErrClosed is returned by calls on a closed client.
@@ -112,44 +185,44 @@ func New(cs connstr.Device, opts Options) (*Client, error) {
 	if !cs.X509 && cs.SharedAccessKey == "" {
 		return nil, errors.New("iotdevice: only connection strings with SharedAccessKey or x509=true are supported")
 	}
+	if opts.Transport == "" {
+		opts.Transport = MQTT
+	}
+	if _, err := ParseTransport(string(opts.Transport)); err != nil {
+		return nil, err
+	}
+	if opts.Transport == HTTPS && cs.ModuleID != "" {
+		return nil, fmt.Errorf("%w: modules cannot use HTTPS, only MQTT and AMQP", ErrNotSupported)
+	}
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = time.Hour
 	}
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 180 * time.Second
 	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 5 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Client{cs: cs, opts: opts, log: opts.Logger.With("device", clientID(cs)),
-		methods: map[string]MethodHandler{}, pending: map[string]chan twinResult{}, closed: make(chan struct{}),
-		events: make(chan func(), 64)}
+	c := &Client{cs: cs, opts: opts, log: opts.Logger.With("device", clientID(cs), "transport", string(opts.Transport)),
+		methods: map[string]MethodHandler{}, closed: make(chan struct{}), events: make(chan func(), 64)}
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
-	po := paho.NewClientOptions().
-		AddBroker(c.brokerURL()).
-		SetClientID(clientID(cs)).
-		SetCredentialsProvider(c.credentials).
-		SetCleanSession(opts.CleanSession).
-		SetProtocolVersion(4).
-		SetTLSConfig(tlsCfg).
-		SetKeepAlive(opts.KeepAlive).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetConnectTimeout(30 * time.Second).
-		// Messages arrive in order on one goroutine, which never blocks:
-		// methods are answered on goroutines of their own, and desired
-		// patches and cloud-to-device messages go, in order, to the
-		// client's event goroutine, which acknowledges each
-		// cloud-to-device message after its handler returns.
-		SetOrderMatters(true).
-		SetAutoAckDisabled(true).
-		SetOnConnectHandler(c.onConnect).
-		SetConnectionLostHandler(func(_ paho.Client, err error) { c.log.Info("connection lost", "error", err) }).
-		SetDefaultPublishHandler(c.onMessage)
-	c.cli = paho.NewClient(po)
+	switch opts.Transport {
+	case MQTT, MQTTWS:
+		c.tr = newMQTT(c, tlsCfg)
+	case AMQP, AMQPWS:
+		c.tr = newAMQP(c, tlsCfg)
+	case HTTPS:
+		c.tr, err = newHTTPS(c)
+		if err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -174,6 +247,7 @@ func Dial(ctx context.Context, cs connstr.Device, opts Options) (*Client, error)
 	return c, nil
 }
 
+// host is the gateway, or the hub.
 func (c *Client) host() string {
 	if c.cs.GatewayHostName != "" {
 		return c.cs.GatewayHostName
@@ -181,28 +255,19 @@ func (c *Client) host() string {
 	return c.cs.HostName
 }
 
-// brokerURL is ssl://{host}:8883 or wss://{host}:443/$iothub/websocket; a
-// port in the host (an emulator convenience) replaces the default.
-func (c *Client) brokerURL() string {
-	h := c.host()
-	port := "8883"
-	if c.opts.WebSocket {
-		port = "443"
-	}
+// hostPort is where the transport connects: the host on the transport's
+// port; a port in the host (an emulator convenience, which the Node SDK
+// honours too) replaces the default.
+func (c *Client) hostPort() (string, string) {
+	h, port := c.host(), c.opts.Transport.DefaultPort()
 	if hh, p, err := net.SplitHostPort(h); err == nil {
 		h, port = hh, p
 	}
-	if c.opts.WebSocket {
-		return "wss://" + net.JoinHostPort(h, port) + topic.WebSocketPath
-	}
-	return "ssl://" + net.JoinHostPort(h, port)
+	return h, port
 }
 
 func (c *Client) tlsConfig() (*tls.Config, error) {
-	h := c.host()
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
-	}
+	h, _ := c.hostPort()
 	cfg := &tls.Config{ServerName: h, MinVersion: tls.VersionTLS12}
 	if c.opts.Certificate != nil {
 		cfg.Certificates = []tls.Certificate{*c.opts.Certificate}
@@ -217,20 +282,22 @@ func (c *Client) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// credentials gives the username and a fresh SAS token at every connect
-// (device-protocol §3, §4.1); an X.509 identity sends no password.
-func (c *Client) credentials() (string, string) {
-	u := topic.Username{Host: c.cs.HostName, DeviceID: c.cs.DeviceID, ModuleID: c.cs.ModuleID, APIVersion: APIVersion, ModelID: c.opts.ModelID, DeviceClientType: "iothub-emulator-go/1"}
+// audience is the resource the identity's tokens are scoped to.
+func (c *Client) audience() string {
+	return sas.DeviceResource(c.cs.HostName, c.cs.DeviceID, c.cs.ModuleID)
+}
+
+// token is a fresh SAS token for the identity, "" for an X.509 one.
+func (c *Client) token() string {
 	if c.cs.X509 {
-		return u.String(), ""
+		return ""
 	}
-	res := sas.DeviceResource(c.cs.HostName, c.cs.DeviceID, c.cs.ModuleID)
-	tok, err := sas.New(res, c.cs.SharedAccessKeyName, c.cs.SharedAccessKey, time.Now().Add(c.opts.TokenLifetime))
+	tok, err := sas.New(c.audience(), c.cs.SharedAccessKeyName, c.cs.SharedAccessKey, time.Now().Add(c.opts.TokenLifetime))
 	if err != nil {
 		c.log.Error("cannot sign a SAS token", "error", err)
-		return u.String(), ""
+		return ""
 	}
-	return u.String(), tok.String()
+	return tok.String()
 }
 
 // Connect connects, subscribes to methods, twin responses, desired changes
@@ -239,82 +306,13 @@ func (c *Client) credentials() (string, string) {
 // are retried with exponential backoff); a client whose Connect failed is
 // not used again.
 func (c *Client) Connect(ctx context.Context) error {
-	t := c.cli.Connect()
-	if err := wait(ctx, t); err != nil {
-		c.cli.Disconnect(0)
-		return fmt.Errorf("iotdevice: connect %s: %w", c.cs.DeviceID, err)
-	}
 	c.wg.Add(1)
 	go c.runEvents()
-	if err := c.subscribe(ctx); err != nil {
+	if err := c.tr.connect(ctx); err != nil {
 		c.Close()
-		return err
-	}
-	if !c.cs.X509 {
-		c.wg.Add(1)
-		go c.renew()
+		return fmt.Errorf("iotdevice: connect %s: %w", clientID(c.cs), err)
 	}
 	return nil
-}
-
-func wait(ctx context.Context, t paho.Token) error {
-	select {
-	case <-t.Done():
-		return t.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (c *Client) subscribe(ctx context.Context) error {
-	filters := map[string]byte{topic.FilterMethods: 0, topic.FilterTwinResponses: 0, topic.FilterDesired: 0}
-	c.mu.Lock()
-	if c.c2d != nil && c.cs.ModuleID == "" {
-		filters[topic.FilterC2D(c.cs.DeviceID)] = 1
-	}
-	c.mu.Unlock()
-	if err := wait(ctx, c.cli.SubscribeMultiple(filters, nil)); err != nil {
-		return fmt.Errorf("iotdevice: subscribe: %w", err)
-	}
-	return nil
-}
-
-// onConnect re-subscribes after a reconnect, as the SDKs do.
-func (c *Client) onConnect(paho.Client) {
-	if c.connects.Add(1) == 1 {
-		return
-	}
-	c.log.Info("reconnected")
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.subscribe(ctx); err != nil {
-			c.log.Warn("re-subscribe failed", "error", err)
-		}
-	}()
-}
-
-// renew reconnects with a new token at 85 % of the token lifetime
-// (MQTT 3.1.1 cannot re-authenticate in band, device-protocol §3.4).
-func (c *Client) renew() {
-	defer c.wg.Done()
-	every := c.opts.TokenLifetime * 85 / 100
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closed:
-			return
-		case <-t.C:
-			c.log.Info("renewing the SAS token")
-			c.cli.Disconnect(250)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := wait(ctx, c.cli.Connect()); err != nil {
-				c.log.Warn("reconnect with a new token failed", "error", err)
-			}
-			cancel()
-		}
-	}
 }
 
 // Close disconnects and stops the client's goroutines.
@@ -327,12 +325,12 @@ func (c *Client) Close() {
 	c.isClosed = true
 	close(c.closed)
 	c.mu.Unlock()
-	c.wg.Wait() // method answers in flight are published first
-	c.cli.Disconnect(250)
+	c.wg.Wait() // method answers in flight are sent first
+	c.tr.close()
 }
 
 // IsConnected reports whether the client is connected now.
-func (c *Client) IsConnected() bool { return c.cli.IsConnectionOpen() }
+func (c *Client) IsConnected() bool { return c.tr.connected() }
 
 // OnMethod registers the handler of a direct method. Methods without a
 // handler are answered with status 404.
@@ -358,68 +356,87 @@ func (c *Client) OnDesired(fn DesiredHandler) {
 	c.mu.Unlock()
 }
 
-// onMessage dispatches what the hub sends.
-func (c *Client) onMessage(_ paho.Client, m paho.Message) {
-	t, err := topic.Parse(m.Topic())
-	if err != nil {
-		c.log.Warn("ignoring an unexpected message", "topic", m.Topic())
+func (c *Client) wantsC2D() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.c2d != nil && c.cs.ModuleID == ""
+}
+
+// deliverMethod answers a method request on a goroutine of its own; reply
+// sends the answer.
+func (c *Client) deliverMethod(name string, payload []byte, reply func(status int, body []byte) error) {
+	c.mu.Lock()
+	if c.isClosed {
+		c.mu.Unlock()
 		return
 	}
-	switch t.Kind {
-	case topic.MethodRequest:
-		c.mu.Lock()
-		if c.isClosed {
-			c.mu.Unlock()
-			return
+	fn := c.methods[name]
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		status, resp := 404, any(map[string]string{"message": "method " + name + " is not implemented by this device"})
+		if fn != nil {
+			status, resp = fn(context.Background(), payload)
 		}
-		c.wg.Add(1)
-		c.mu.Unlock()
-		go c.answer(t.Method, t.RequestID, m.Payload())
-	case topic.TwinResponse:
-		c.mu.Lock()
-		ch := c.pending[t.RequestID]
-		delete(c.pending, t.RequestID)
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- twinResult{status: t.Status, version: t.Version, body: m.Payload()}
-		}
-	case topic.C2D:
-		c.queue(func() {
-			c.mu.Lock()
-			fn := c.c2d
-			c.mu.Unlock()
-			if fn != nil {
-				fn(m.Payload(), t.Properties)
-			}
-			m.Ack() // the hub completes the message on this PUBACK
-		})
-	case topic.TwinDesired:
-		patch, err := iothub.DecodeObject(m.Payload())
+		body, err := json.Marshal(resp)
 		if err != nil {
-			c.log.Warn("desired patch is not a JSON object", "error", err)
+			status, body = 500, []byte(`{"message":"the response could not be encoded"}`)
+		}
+		if err := reply(status, body); err != nil {
+			c.log.Warn("method response not sent", "method", name, "error", err)
+		}
+	}()
+}
+
+// deliverC2D hands a cloud-to-device message to the handler, in order;
+// settle completes it at the hub once the handler has returned.
+func (c *Client) deliverC2D(body []byte, props topic.Properties, settle func()) {
+	c.queue(func() {
+		c.mu.Lock()
+		fn := c.c2d
+		c.mu.Unlock()
+		if fn != nil {
+			fn(body, props)
+		}
+		settle()
+	})
+}
+
+// deliverDesired hands a desired-properties patch to the handler, in
+// order. Notifications may be handled out of order; like the SDKs, it
+// drops one no newer than what was delivered (device-protocol §11.1).
+func (c *Client) deliverDesired(body []byte, version int64) {
+	patch, err := iothub.DecodeObject(body)
+	if err != nil {
+		c.log.Warn("desired patch is not a JSON object", "error", err)
+		return
+	}
+	if version == 0 {
+		if v, ok := patch[iothub.VersionKey].(json.Number); ok {
+			version, _ = v.Int64()
+		} else if v, ok := patch[iothub.VersionKey].(float64); ok {
+			version = int64(v)
+		}
+	}
+	delete(patch, iothub.VersionKey)
+	for {
+		last := c.desiredV.Load()
+		if version <= last {
 			return
 		}
-		delete(patch, iothub.VersionKey)
-		// Notifications may be handled out of order; like the SDKs, drop
-		// one no newer than what was delivered (device-protocol §11.1).
-		for {
-			last := c.desiredV.Load()
-			if t.Version <= last {
-				return
-			}
-			if c.desiredV.CompareAndSwap(last, t.Version) {
-				break
-			}
+		if c.desiredV.CompareAndSwap(last, version) {
+			break
 		}
-		c.queue(func() {
-			c.mu.Lock()
-			fn := c.desired
-			c.mu.Unlock()
-			if fn != nil {
-				fn(patch, t.Version)
-			}
-		})
 	}
+	c.queue(func() {
+		c.mu.Lock()
+		fn := c.desired
+		c.mu.Unlock()
+		if fn != nil {
+			fn(patch, version)
+		}
+	})
 }
 
 // queue hands work to the event goroutine, which runs it in arrival order.
@@ -443,32 +460,16 @@ func (c *Client) runEvents() {
 	}
 }
 
-func (c *Client) answer(name, rid string, payload []byte) {
-	defer c.wg.Done()
-	c.mu.Lock()
-	fn := c.methods[name]
-	c.mu.Unlock()
-	status, resp := 404, any(map[string]string{"message": "method " + name + " is not implemented by this device"})
-	if fn != nil {
-		status, resp = fn(context.Background(), payload)
-	}
-	body, err := json.Marshal(resp)
-	if err != nil {
-		status, body = 500, []byte(`{"message":"the response could not be encoded"}`)
-	}
-	t := c.cli.Publish(topic.MethodResult(status, rid).String(), 0, false, body)
-	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		c.log.Warn("method response not sent", "method", name, "error", t.Error())
-	}
-}
-
 // Twin returns the device's desired and reported properties
 // (device-protocol §11.1).
 func (c *Client) Twin(ctx context.Context) (iothub.TwinProperties, error) {
 	var p iothub.TwinProperties
-	r, err := c.twinRequest(ctx, topic.GetTwin, []byte(" "))
+	r, err := c.tr.twin(ctx, nil)
+	if err == nil {
+		err = r.err()
+	}
 	if err != nil {
-		return p, err
+		return p, fmt.Errorf("iotdevice: twin: %w", err)
 	}
 	if err := json.Unmarshal(r.body, &p); err != nil {
 		return p, fmt.Errorf("iotdevice: twin: %w", err)
@@ -477,57 +478,27 @@ func (c *Client) Twin(ctx context.Context) (iothub.TwinProperties, error) {
 }
 
 // UpdateReported sends a reported-properties patch and returns the new
-// reported $version once the hub has stored it.
+// reported $version once the hub has stored it (0 when the transport's
+// answer does not say).
 func (c *Client) UpdateReported(ctx context.Context, patch any) (int64, error) {
 	body, err := json.Marshal(patch)
 	if err != nil {
 		return 0, err
 	}
-	r, err := c.twinRequest(ctx, topic.PatchReported, body)
+	r, err := c.tr.twin(ctx, body)
+	if err == nil {
+		err = r.err()
+	}
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("iotdevice: reported patch: %w", err)
 	}
 	return r.version, nil
 }
 
-func (c *Client) twinRequest(ctx context.Context, build func(rid string) topic.Topic, body []byte) (twinResult, error) {
-	rid := strconv.FormatUint(c.rid.Add(1), 10)
-	ch := make(chan twinResult, 1)
-	c.mu.Lock()
-	c.pending[rid] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, rid)
-		c.mu.Unlock()
-	}()
-	if err := wait(ctx, c.cli.Publish(build(rid).String(), 0, false, body)); err != nil {
-		return twinResult{}, fmt.Errorf("iotdevice: twin request: %w", err)
-	}
-	select {
-	case r := <-ch:
-		if r.status >= 300 {
-			var de iothub.DeviceError
-			_ = json.Unmarshal(r.body, &de)
-			code := iothub.ErrorCode(de.ErrorCode)
-			if code == 0 {
-				code = iothub.ErrorCode(r.status * 1000)
-			}
-			return r, &iothub.Error{Code: code, Message: de.Message}
-		}
-		return r, nil
-	case <-ctx.Done():
-		return twinResult{}, ctx.Err()
-	case <-c.closed:
-		return twinResult{}, ErrClosed
-	}
-}
-
-// SendEvent sends telemetry at QoS 1 and waits for the hub's
-// acknowledgement (device-protocol §8).
+// SendEvent sends telemetry and waits for the hub's acknowledgement: a
+// PUBACK (QoS 1), an accepted disposition or a 204.
 func (c *Client) SendEvent(ctx context.Context, body []byte, props topic.Properties) error {
-	t := topic.Event(c.cs.DeviceID, c.cs.ModuleID, props)
-	if err := wait(ctx, c.cli.Publish(t.String(), 1, false, body)); err != nil {
+	if err := c.tr.sendEvent(ctx, body, props); err != nil {
 		return fmt.Errorf("iotdevice: send event: %w", err)
 	}
 	return nil

@@ -4,10 +4,11 @@
 // it an interop check of the emulator's endpoint. Endpoint finds that
 // endpoint from an IoT Hub connection string as `az iot hub
 // monitor-events` and the official samples do, by the hub's
-// amqp:link:redirect (next-wave-protocols §1.3), with Microsoft's go-amqp.
-// Nothing here knows the emulator: pointed at Azure, it reads Azure.
+// amqp:link:redirect (next-wave-protocols §1.3), with Microsoft's go-amqp
+// (through api/internal/amqplink). Nothing here knows the emulator:
+// pointed at Azure, it reads Azure.
 //
-// This package is the one home of both modules (.ci/deps).
+// This package is the one home of azeventhubs (.ci/deps).
 package iotevents
 
 import (
@@ -23,10 +24,10 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
-	"github.com/Azure/go-amqp"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
+	"github.com/iothub-emulator/iothub-emulator/api/internal/amqplink"
 	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 )
@@ -69,31 +70,19 @@ func Endpoint(ctx context.Context, cs connstr.Service, opts Options) (string, er
 		return "", err
 	}
 	hubName, _, _ := strings.Cut(host, ".")
-	conn, err := amqp.Dial(ctx, "amqps://"+addr, &amqp.ConnOptions{
-		HostName:  host,
-		SASLType:  amqp.SASLTypePlain(cs.SharedAccessKeyName+"@sas.root."+hubName, tok.String()),
-		TLSConfig: tlsFor(tlsCfg, host),
-	})
+	conn, err := amqplink.Dial(ctx, amqplink.Config{Addr: addr, HostName: host, TLS: tlsFor(tlsCfg, host),
+		PlainUser: cs.SharedAccessKeyName + "@sas.root." + hubName, PlainPassword: tok.String()})
 	if err != nil {
 		return "", fmt.Errorf("iotevents: connect to %s: %w", addr, err)
 	}
 	defer conn.Close()
-	sess, err := conn.NewSession(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("iotevents: %w", err)
-	}
-	r, err := sess.NewReceiver(ctx, "amqps://"+host+"/"+eventhubs.HubEventsPath+"/"+eventhubs.ManagementNode, nil)
+	r, err := conn.NewReceiver(ctx, "amqps://"+host+"/"+eventhubs.HubEventsPath+"/"+eventhubs.ManagementNode, amqplink.LinkOptions{})
 	if err == nil {
 		r.Close(ctx)
 		return "", errors.New("iotevents: the hub accepted the receiver instead of redirecting it")
 	}
 	// The refusal comes as the attach's error, or as the link's.
-	var remote *amqp.Error
-	if le := (*amqp.LinkError)(nil); errors.As(err, &le) && le.RemoteErr != nil {
-		remote = le.RemoteErr
-	} else {
-		errors.As(err, &remote)
-	}
+	remote := amqplink.RemoteError(err)
 	if remote == nil || remote.Condition != eventhubs.LinkRedirect {
 		return "", fmt.Errorf("iotevents: the hub did not redirect to its Event Hubs-compatible endpoint: %w", err)
 	}

@@ -213,12 +213,7 @@ func (s *amqpSession) putToken(audience, token string) error {
 	if err := s.send1(&amqp.Flow{IncomingWindow: 100, OutgoingWindow: 100, Handle: &h, DeliveryCount: &count, LinkCredit: &credit}, nil); err != nil {
 		return err
 	}
-	req := &amqp.Message{
-		Properties:            &amqp.Properties{MessageID: "put-token", To: amqp.CBSNode, ReplyTo: "cbs"},
-		ApplicationProperties: map[any]any{"operation": "put-token", "type": "servicebus.windows.net:sastoken", "name": audience},
-		Value:                 token, HasValue: true,
-	}
-	b, _ := req.Marshal(nil)
+	b, _ := amqp.PutToken(amqp.CBSPutToken, audience, token).Marshal(nil)
 	if err := s.transfer(cbsSendHandle, b); err != nil {
 		return err
 	}
@@ -244,14 +239,7 @@ func cbsStatus(b []byte) (int64, string) {
 	if err != nil {
 		return 0, err.Error()
 	}
-	desc := m.AppProperty("status-description")
-	switch n := m.ApplicationProperties["status-code"].(type) {
-	case int32:
-		return int64(n), desc
-	case int64:
-		return n, desc
-	}
-	return 0, "no status"
+	return amqp.CBSStatus(m)
 }
 
 func (s *amqpSession) attachSender(handle uint32, address string) error {

@@ -192,7 +192,7 @@ func TestTelemetryAndWebSocket(t *testing.T) {
 	t.Parallel()
 	e := emulatortest.Start(t)
 	cs := e.AddDevice(t, "ws-1")
-	dev := e.Dial(t, e.WebSocketString(cs), iotdevice.Options{WebSocket: true})
+	dev := e.Dial(t, e.WebSocketString(cs), iotdevice.Options{Transport: iotdevice.MQTTWS})
 	ctx := testCtx(t)
 	if err := dev.SendEvent(ctx, []byte(`{"t":21.5}`), topic.Properties{}.Set(topic.MessageID, "m-1").Set("alert", "high temp")); err != nil {
 		t.Fatal(err)

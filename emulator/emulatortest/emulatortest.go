@@ -162,7 +162,21 @@ func (e *Env) DeviceString(id, key string) connstr.Device {
 // WebSocketString is like DeviceString but reaches the HTTPS listener,
 // for clients using MQTT over WebSocket.
 func (e *Env) WebSocketString(cs connstr.Device) connstr.Device {
-	cs.GatewayHostName = "localhost:" + port(e.HTTPSAddr())
+	return e.TransportString(cs, iotdevice.MQTTWS)
+}
+
+// TransportString is cs with its GatewayHostName on the listener of the
+// transport: MQTT's, AMQP's, or HTTPS's for the WebSocket transports and
+// HTTPS.
+func (e *Env) TransportString(cs connstr.Device, t iotdevice.Transport) connstr.Device {
+	addr := e.HTTPSAddr()
+	switch t {
+	case iotdevice.MQTT:
+		addr = e.MQTTAddr()
+	case iotdevice.AMQP:
+		addr = e.AMQPAddr()
+	}
+	cs.GatewayHostName = "localhost:" + port(addr)
 	return cs
 }
 

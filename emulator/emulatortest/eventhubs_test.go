@@ -17,7 +17,7 @@ import (
 )
 
 // Ensure that Microsoft's Go Event Hubs client reads what devices sent
-// over MQTT and MQTT over WebSocket, with their properties and the hub's
+// over each transport, with their properties and the hub's
 // annotations, through all three ways in: the endpoint found from the
 // IoT Hub connection string by the hub's redirect, the Event
 // Hubs-compatible connection string over TLS, and the development form
@@ -29,12 +29,9 @@ func TestEventHubsGoClient(t *testing.T) {
 	cs := e.AddDevice(t, "gopher")
 	// One device, one connection at a time: a second would replace the
 	// first.
-	sends := []func() *iotdevice.Client{
-		func() *iotdevice.Client { return e.Dial(t, cs, iotdevice.Options{}) },
-		func() *iotdevice.Client { return e.Dial(t, e.WebSocketString(cs), iotdevice.Options{WebSocket: true}) },
-	}
-	for i, dial := range sends {
-		dev := dial()
+	sends := iotdevice.Transports
+	for i, tr := range sends {
+		dev := e.Dial(t, e.TransportString(cs, tr), iotdevice.Options{Transport: tr})
 		props := topic.Properties{}.Set(topic.MessageID, fmt.Sprintf("m-%d", i)).Set(topic.ContentType, "application/json").Set("alert", "high")
 		if err := dev.SendEvent(ctx, fmt.Appendf(nil, `{"n":%d}`, i), props); err != nil {
 			t.Fatal(err)

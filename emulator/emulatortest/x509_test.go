@@ -20,6 +20,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
@@ -40,7 +41,8 @@ func selfSigned(t *testing.T, cn string) (*tls.Certificate, string) {
 }
 
 // Ensure that a selfSigned device connects with its certificate over TLS
-// and WebSocket, and that another certificate is refused.
+// and WebSocket, on MQTT and AMQP, and that another certificate is
+// refused.
 func TestX509SelfSigned(t *testing.T) {
 	t.Parallel()
 	e := emulatortest.Start(t)
@@ -58,11 +60,23 @@ func TestX509SelfSigned(t *testing.T) {
 		t.Fatalf("reported over X.509: %d, %v", v, err)
 	}
 	dev.Close()
-	ws := e.Dial(t, e.WebSocketString(cs), iotdevice.Options{Certificate: cert, WebSocket: true})
-	if _, err := ws.Twin(ctx); err != nil {
-		t.Fatalf("twin over WebSocket with X.509: %v", err)
+	for _, tr := range []iotdevice.Transport{iotdevice.MQTTWS, iotdevice.AMQP, iotdevice.AMQPWS} {
+		d := e.Dial(t, e.TransportString(cs, tr), iotdevice.Options{Certificate: cert, Transport: tr})
+		if _, err := d.Twin(ctx); err != nil {
+			t.Fatalf("twin over %s with X.509: %v", tr, err)
+		}
+		d.Close()
 	}
-	ws.Close()
+	for _, tr := range []iotdevice.Transport{iotdevice.AMQP, iotdevice.HTTPS} {
+		c, err := iotdevice.New(e.TransportString(cs, tr), iotdevice.Options{Certificate: other, CAFile: e.CAFile(), Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.OnC2D(func([]byte, topic.Properties) {})
+		if err := c.Connect(ctx); iothub.CodeOf(err)/1000 != 401 {
+			t.Fatalf("another certificate over %s: %v (%v)", tr, iothub.CodeOf(err), err)
+		}
+	}
 	bad, err := iotdevice.New(cs, iotdevice.Options{Certificate: other, CAFile: e.CAFile()})
 	if err != nil {
 		t.Fatal(err)

@@ -30,18 +30,6 @@ import (
 // key; a policy's claims carry the policy's rights instead.
 const claimDevice = 1 << 32
 
-// Annotation and property names of the device links (§2.5–§2.7).
-const (
-	methodNameProp   = "IoThub-methodname"
-	methodStatusProp = "IoThub-status"
-	twinOperation    = "operation"
-	twinResource     = "resource"
-	twinStatus       = "status"
-	twinVersion      = "version"
-	reportedResource = "/properties/reported"
-	desiredResource  = "/notifications/twin/properties/desired"
-)
-
 // DeviceAuthorizer accepts device and module tokens put on $cbs for
 // their own audience ({host}/devices/{id}[/modules/{m}], percent-encoded
 // as Node sends it or not as C# does), verified by the token's own scope,
@@ -163,7 +151,7 @@ func (ds *deviceSession) SendMethod(name, rid string, payload []byte) error {
 		return err
 	}
 	out.Offer(&wire.Message{Properties: &wire.Properties{CorrelationID: id},
-		ApplicationProperties: map[any]any{methodNameProp: name}, Data: [][]byte{payload}})
+		ApplicationProperties: map[any]any{wire.MethodNameProperty: name}, Data: [][]byte{payload}})
 	return nil
 }
 
@@ -265,7 +253,7 @@ func (n *eventsNode) queue(l *Link, m *wire.Message) (*deviceSession, func() err
 		return nil, nil, &wire.Rejected{Error: werr}
 	}
 	body := m.Body()
-	props := eventProperties(m)
+	props := wire.EventProperties(m)
 	size := len(body)
 	for k, v := range props {
 		size += len(k) + len(v)
@@ -287,38 +275,6 @@ func storedOutcome(err error) wire.DeliveryState {
 // maxInflight bounds an identity's telemetry messages waiting to be
 // stored on one connection.
 const maxInflight = 256
-
-// eventProperties maps an AMQP message's properties to the property bag
-// of the MQTT topics, as the hub keeps them.
-func eventProperties(m *wire.Message) map[string]string {
-	props := map[string]string{}
-	if p := m.Properties; p != nil {
-		for k, v := range map[string]string{"$.mid": idString(p.MessageID), "$.cid": idString(p.CorrelationID), "$.uid": string(p.UserID),
-			"$.ct": string(p.ContentType), "$.ce": string(p.ContentEncoding)} {
-			if v != "" {
-				props[k] = v
-			}
-		}
-	}
-	if s := wire.AsString(m.MessageAnnotations[wire.Symbol("dt-subject")]); s != "" {
-		props["$.sub"] = s
-	}
-	for k, v := range m.ApplicationProperties {
-		name, ok := k.(string)
-		if !ok {
-			continue
-		}
-		switch name {
-		case "iothub-creation-time-utc":
-			props["$.ctime"] = fmt.Sprint(v)
-		case "iothub-message-schema":
-			props["$.schema"] = fmt.Sprint(v)
-		default:
-			props[name] = fmt.Sprint(v)
-		}
-	}
-	return props
-}
 
 // deviceBoundNode sends a device its cloud-to-device messages, each
 // locked (ReceiveC2D) and sent unsettled with its lock token as a
@@ -417,10 +373,10 @@ func c2dMessage(m hub.C2DMessage, deviceID string) *wire.Message {
 	}
 	return &wire.Message{Properties: p, ApplicationProperties: app, Data: [][]byte{body},
 		MessageAnnotations: map[any]any{
-			wire.Symbol("iothub-enqueuedtime"):   m.EnqueuedTime,
-			wire.Symbol("iothub-deliverycount"):  uint8(min(m.DeliveryCount, 255)),
-			wire.Symbol("x-opt-sequence-number"): uint64(m.SequenceNumber),
-			wire.Symbol("x-opt-lock-token"):      m.Lock,
+			wire.Symbol(wire.EnqueuedTimeAnnotation):  m.EnqueuedTime,
+			wire.Symbol(wire.DeliveryCountAnnotation): uint8(min(m.DeliveryCount, 255)),
+			wire.Symbol("x-opt-sequence-number"):      uint64(m.SequenceNumber),
+			wire.Symbol(wire.LockTokenAnnotation):     m.Lock,
 		}}
 }
 
@@ -446,11 +402,11 @@ func (n *methodsNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	}
 	var rid string
 	if m.Properties != nil {
-		rid = idString(m.Properties.CorrelationID)
+		rid = wire.IDString(m.Properties.CorrelationID)
 	}
-	status, ok := wire.AsInt(m.ApplicationProperties[methodStatusProp])
+	status, ok := wire.AsInt(m.ApplicationProperties[wire.MethodStatusProperty])
 	if rid == "" || !ok {
-		return &wire.Rejected{Error: wire.Errorf("amqp:invalid-field", "a method response needs a correlation-id and an %s", methodStatusProp)}
+		return &wire.Rejected{Error: wire.Errorf("amqp:invalid-field", "a method response needs a correlation-id and an %s", wire.MethodStatusProperty)}
 	}
 	ds.conn.CompleteMethod(rid, int(status), m.Body())
 	return &wire.Accepted{}
@@ -484,8 +440,8 @@ func (n *twinNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 		return &wire.Rejected{Error: wire.Errorf("amqp:precondition-failed", "attach the twin receiver before sending twin requests")}
 	}
 	h := n.f.hub
-	op := wire.AsString(m.MessageAnnotations[wire.Symbol(twinOperation)])
-	resource := wire.AsString(m.MessageAnnotations[wire.Symbol(twinResource)])
+	op := wire.AsString(m.MessageAnnotations[wire.Symbol(wire.TwinOperation)])
+	resource := wire.AsString(m.MessageAnnotations[wire.Symbol(wire.TwinResource)])
 	var (
 		status  int
 		body    any
@@ -497,7 +453,7 @@ func (n *twinNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	case op == "GET":
 		status = 200
 		body, err = h.DeviceTwin(ds.key)
-	case op == "PATCH" && resource == reportedResource:
+	case op == "PATCH" && resource == wire.TwinReportedResource:
 		var patch map[string]any
 		if patch, err = iothub.DecodeObject(m.Body()); err != nil {
 			err = iothub.Errorf(iothub.ArgumentInvalid, "the reported patch is not a JSON object: %v", err)
@@ -505,9 +461,9 @@ func (n *twinNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 		}
 		status = 204
 		version, err = h.UpdateReported(context.Background(), ds.key, patch)
-	case op == "PUT" && resource == desiredResource:
+	case op == "PUT" && resource == wire.TwinDesiredResource:
 		status, err = 200, h.Subscribe(ds.conn, hub.SubDesired)
-	case op == "DELETE" && resource == desiredResource:
+	case op == "DELETE" && resource == wire.TwinDesiredResource:
 		status, err = 200, h.Unsubscribe(ds.conn, hub.SubDesired)
 	default:
 		err = iothub.Errorf(iothub.ArgumentInvalid, "twin operation %q on %q is not supported", op, resource)
@@ -523,9 +479,9 @@ func (n *twinNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	} else if body != nil {
 		payload, _ = json.Marshal(body)
 	}
-	ann := map[any]any{wire.Symbol(twinStatus): int32(status)}
+	ann := map[any]any{wire.Symbol(wire.TwinStatus): int32(status)}
 	if version > 0 {
-		ann[wire.Symbol(twinVersion)] = version
+		ann[wire.Symbol(wire.TwinVersion)] = version
 	}
 	var corr any
 	if m.Properties != nil {
@@ -544,7 +500,7 @@ func newUUID() string {
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	return idString(wire.UUID(b))
+	return wire.IDString(wire.UUID(b))
 }
 
 func parseUUID(s string) (wire.UUID, error) {

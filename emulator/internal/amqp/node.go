@@ -160,21 +160,21 @@ const CBSNode = wire.CBSNode
 func (s *Server) putToken(l *Link, req *wire.Message) *wire.Message {
 	status, desc := int32(200), "OK"
 	token, _ := req.Value.(string)
-	switch op := req.AppProperty("operation"); {
-	case op != "put-token":
+	switch op := req.AppProperty(wire.CBSOperation); {
+	case op != wire.CBSPutToken:
 		status, desc = 400, "unsupported operation "+op
 	case s.cfg.Authorize == nil:
 		status, desc = 401, "Unauthorized"
 	default:
-		claim, err := s.cfg.Authorize(req.AppProperty("name"), req.AppProperty("type"), token)
+		claim, err := s.cfg.Authorize(req.AppProperty(wire.CBSName), req.AppProperty(wire.CBSType), token)
 		if err != nil {
 			status, desc = 401, "Unauthorized"
-			s.log.Info("amqp put-token refused", "remote", l.Remote(), "audience", req.AppProperty("name"), "reason", err.Error())
+			s.log.Info("amqp put-token refused", "remote", l.Remote(), "audience", req.AppProperty(wire.CBSName), "reason", err.Error())
 			break
 		}
 		l.conn.mu.Lock()
 		l.conn.claims = append(l.conn.claims, claim)
 		l.conn.mu.Unlock()
 	}
-	return &wire.Message{ApplicationProperties: map[any]any{"status-code": status, "status-description": desc}}
+	return &wire.Message{ApplicationProperties: map[any]any{wire.CBSStatusCode: status, wire.CBSStatusDescription: desc}}
 }

@@ -3,11 +3,9 @@ package amqp
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 
 	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
@@ -55,7 +53,7 @@ func (n *fileNotificationNode) Serve(l *Link) {
 		}
 		body, _ := json.Marshal(fn)
 		id, _ := parseUUID(newUUID())
-		m := &wire.Message{Properties: &wire.Properties{MessageID: idString(id), ContentType: iothub.FileNotificationContentType},
+		m := &wire.Message{Properties: &wire.Properties{MessageID: wire.IDString(id), ContentType: iothub.FileNotificationContentType},
 			Data: [][]byte{body}}
 		err = l.SendUnsettled(ctx, m, id[:], func(state wire.DeliveryState) { settle(isAccepted(state)) })
 		if err != nil {
@@ -113,8 +111,8 @@ func (n *c2dNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	id := segs[1]
 	msg := hub.C2DMessage{
 		Body:            m.Body(),
-		MessageID:       idString(props.MessageID),
-		CorrelationID:   idString(props.CorrelationID),
+		MessageID:       wire.IDString(props.MessageID),
+		CorrelationID:   wire.IDString(props.CorrelationID),
 		UserID:          string(props.UserID),
 		ContentType:     string(props.ContentType),
 		ContentEncoding: string(props.ContentEncoding),
@@ -139,23 +137,6 @@ func (n *c2dNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 	}
 	n.log.Info("cloud-to-device message queued over AMQP", "device", id, "messageId", msg.MessageID)
 	return &wire.Accepted{}
-}
-
-// idString renders a message or correlation id, which may be a string, a
-// uuid, a number or binary.
-func idString(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case wire.UUID:
-		h := hex.EncodeToString(x[:])
-		return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-	case uint64:
-		return strconv.FormatUint(x, 10)
-	case []byte:
-		return string(x)
-	}
-	return ""
 }
 
 // feedbackNode sends the hub's feedback records, a JSON array per batch.

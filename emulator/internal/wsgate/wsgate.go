@@ -3,21 +3,18 @@
 // hands the byte stream, as a net.Conn, to the face that speaks it: MQTT
 // ("mqtt") to the broker, AMQP ("AMQPWSB10") to the AMQP engine, on
 // /$iothub/websocket for IoT Hub clients and /$servicebus/websocket for
-// Event Hubs clients (next-wave-protocols §1.2). It is the only package
-// that imports gorilla/websocket, and it knows neither protocol.
+// Event Hubs clients (next-wave-protocols §1.2). The WebSocket itself is
+// api/wsconn's, shared with the clients; the gate knows neither protocol.
 package wsgate
 
 import (
-	"crypto/tls"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/iothub-emulator/iothub-emulator/api/wsconn"
 )
 
 // A Route serves one sub-protocol on one path.
@@ -32,11 +29,10 @@ type Route struct {
 type Gate struct {
 	log    *slog.Logger
 	routes []Route
-	up     websocket.Upgrader
 
 	mu      sync.Mutex
-	conns   map[*conn]bool // guarded by mu
-	closing bool           // guarded by mu
+	conns   map[*wsconn.Conn]bool // guarded by mu
+	closing bool                  // guarded by mu
 	wg      sync.WaitGroup
 }
 
@@ -47,8 +43,7 @@ func New(log *slog.Logger, routes ...Route) *Gate {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Gate{log: log, routes: routes, conns: map[*conn]bool{},
-		up: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}}
+	return &Gate{log: log, routes: routes, conns: map[*wsconn.Conn]bool{}}
 }
 
 // Handles reports whether path is one of the gate's.
@@ -71,7 +66,7 @@ func (g *Gate) choose(r *http.Request) (Route, string, bool) {
 		if first == nil {
 			first = &g.routes[i]
 		}
-		for _, p := range websocket.Subprotocols(r) {
+		for _, p := range wsconn.Subprotocols(r) {
 			if strings.EqualFold(p, rt.Subprotocol) {
 				return rt, p, true
 			}
@@ -90,23 +85,15 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	var header http.Header
-	if proto != "" {
-		header = http.Header{"Sec-Websocket-Protocol": {proto}}
-	}
-	ws, err := g.up.Upgrade(w, r, header)
+	c, err := wsconn.Upgrade(w, r, proto)
 	if err != nil {
 		g.log.Info("websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
 		return
 	}
-	c := &conn{ws: ws}
-	if r.TLS != nil {
-		c.state = *r.TLS
-	}
 	g.mu.Lock()
 	if g.closing {
 		g.mu.Unlock()
-		ws.Close()
+		c.Close()
 		return
 	}
 	g.conns[c] = true
@@ -131,69 +118,4 @@ func (g *Gate) Close() {
 	}
 	g.mu.Unlock()
 	g.wg.Wait()
-}
-
-// conn is a net.Conn over a WebSocket: binary frame payloads form one
-// byte stream, so packets may span or share frames.
-type conn struct {
-	ws    *websocket.Conn
-	r     io.Reader
-	wm    sync.Mutex
-	state tls.ConnectionState // of the HTTPS connection it was upgraded from
-}
-
-// ConnectionState gives the TLS state, client certificate included.
-func (c *conn) ConnectionState() tls.ConnectionState { return c.state }
-
-func (c *conn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			typ, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if typ != websocket.BinaryMessage {
-				continue
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if err == io.EOF {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *conn) Write(p []byte) (int, error) {
-	c.wm.Lock()
-	defer c.wm.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *conn) Close() error                      { return c.ws.Close() }
-func (c *conn) LocalAddr() net.Addr               { return c.ws.LocalAddr() }
-func (c *conn) RemoteAddr() net.Addr              { return c.ws.RemoteAddr() }
-func (c *conn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
-
-// SetWriteDeadline sets the deadline of the next writes; gorilla keeps it
-// in a plain field that writes read, so it is set under the write lock.
-func (c *conn) SetWriteDeadline(t time.Time) error {
-	c.wm.Lock()
-	defer c.wm.Unlock()
-	return c.ws.SetWriteDeadline(t)
-}
-
-func (c *conn) SetDeadline(t time.Time) error {
-	if err := c.ws.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(t)
 }
