@@ -16,7 +16,7 @@
 //	invoker dt show -device ID;  invoker dt command -device ID [-component C] -command NAME [-payload JSON]   IoT Plug and Play
 //	invoker monitor [-device ID] [-start latest|earliest|TIME]   follow telemetry live, like az iot hub monitor-events
 //	invoker messages -device ID [-count N] [-since D]   a device's recent telemetry
-//	invoker files [-count N]                         follow file upload notifications
+//	invoker files [-count N] [-download DIR]         follow file upload notifications, downloading the files
 //	invoker c2d send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge
 //
 // Telemetry is read through the hub's built-in Event Hubs-compatible
@@ -77,7 +77,7 @@ var commands = []command{
 		fmt.Fprintln(e.stdout, "invoker", cmdline.Version())
 		return nil
 	}},
-	{"files", nil, "[-count N] [-timeout D]   follow file upload notifications, as a back end's file notification receiver", noSub(cmdFiles)},
+	{"files", nil, "[-count N] [-timeout D] [-download DIR -storage-connection-string S]   follow file upload notifications, as a back end's file notification receiver, downloading each file", noSub(cmdFiles)},
 	{"c2d", []string{"send", "purge"}, "send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge -device ID", cmdC2D},
 }
 

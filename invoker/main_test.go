@@ -97,3 +97,14 @@ func TestTelemetryCommands(t *testing.T) {
 		t.Errorf("monitor printed:\n%s", out)
 	}
 }
+
+// Ensure that a blob name that would leave the download directory is
+// refused before anything is fetched or written.
+func TestDownloadStaysInItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"../escape.txt", "/etc/passwd", "dev/../../x", ""} {
+		if _, err := download(context.Background(), nil, dir, name); err == nil {
+			t.Errorf("blob name %q accepted", name)
+		}
+	}
+}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/blobstore"
+	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iotevents"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -188,8 +192,30 @@ func cmdMessages(ctx context.Context, e *env, args []string) error {
 func cmdFiles(ctx context.Context, e *env, args []string) error {
 	count := e.flags.Int("count", 0, "stop after this many notifications (0: no limit)")
 	timeout := e.flags.Duration("timeout", 0, "stop after this long (0: until interrupted)")
+	dir := e.flags.String("download", "", "download each uploaded file into this directory, as {deviceId}/{name} (needs -storage-connection-string)")
+	storageCS := e.flags.Secret("storage-connection-string", "the storage account of the hub's file uploads, to download from (UseDevelopmentStorage=true: Azurite)")
+	containerName := e.flags.String("storage-container", "fileuploads", "the container of the hub's file uploads")
 	if err := e.parse(args); err != nil {
 		return err
+	}
+	var store *blobstore.Store
+	if *dir != "" {
+		if *storageCS == "" {
+			return fmt.Errorf("%w: -download needs -storage-connection-string", cmdline.ErrUsage)
+		}
+		cs, err := connstr.ParseStorage(*storageCS)
+		if err != nil {
+			return err
+		}
+		var caPEM []byte
+		if *e.caFile != "" {
+			if caPEM, err = os.ReadFile(*e.caFile); err != nil {
+				return err
+			}
+		}
+		if store, err = blobstore.New(cs, *containerName, caPEM, nil); err != nil {
+			return err
+		}
 	}
 	if *timeout > 0 {
 		var cancel context.CancelFunc
@@ -199,11 +225,27 @@ func cmdFiles(ctx context.Context, e *env, args []string) error {
 	enc := json.NewEncoder(e.stdout)
 	seen := 0
 	return e.svc.ReceiveFileNotifications(ctx, func(n iothub.FileNotification) error {
-		var err error
+		var (
+			path string
+			err  error
+		)
+		if store != nil {
+			// The notification is completed once the file is on disk.
+			if path, err = download(ctx, store, *dir, n.BlobName); err != nil {
+				return err
+			}
+		}
 		if *e.output == "json" {
-			err = enc.Encode(n)
+			err = enc.Encode(struct {
+				iothub.FileNotification
+				Path string `json:"downloadedTo,omitempty"`
+			}{n, path})
 		} else {
-			_, err = fmt.Fprintf(e.stdout, "%s %s %s %d bytes %s\n", n.EnqueuedTimeUTC.UTC().Format(time.RFC3339Nano), n.DeviceID, n.BlobName, n.BlobSizeInBytes, n.BlobURI)
+			line := fmt.Sprintf("%s %s %s %d bytes %s", n.EnqueuedTimeUTC.UTC().Format(time.RFC3339Nano), n.DeviceID, n.BlobName, n.BlobSizeInBytes, n.BlobURI)
+			if path != "" {
+				line += " -> " + path
+			}
+			_, err = fmt.Fprintln(e.stdout, line)
 		}
 		if err != nil {
 			return err
@@ -213,4 +255,30 @@ func cmdFiles(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	})
+}
+
+// download writes the blob to dir/{blob name}, refusing a name that
+// would leave dir, and returns the file's path.
+func download(ctx context.Context, store *blobstore.Store, dir, blob string) (string, error) {
+	rel := filepath.FromSlash(blob)
+	if !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("the blob name %q does not name a file under %s", blob, dir)
+	}
+	path := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".download-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := store.Download(ctx, blob, tmp); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp.Name(), path)
 }

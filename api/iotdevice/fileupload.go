@@ -77,9 +77,16 @@ func (c *Client) httpsHost() string {
 	return net.JoinHostPort(h, port)
 }
 
-// httpsClient trusts the system roots (storage accounts) and the CA file
-// (the emulator, and Azurite with its certificate).
+// httpsClient is the client's HTTPS client, made on first use and kept,
+// so its connections to the hub and the storage account are reused.
 func (c *Client) httpsClient() (*http.Client, error) {
+	c.httpOnce.Do(func() { c.hc, c.hcErr = c.newHTTPSClient() })
+	return c.hc, c.hcErr
+}
+
+// newHTTPSClient trusts the system roots (storage accounts) and the CA
+// file (the emulator, and Azurite with its certificate).
+func (c *Client) newHTTPSClient() (*http.Client, error) {
 	cfg, err := c.tlsConfig()
 	if err != nil {
 		return nil, err

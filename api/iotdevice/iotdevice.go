@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +138,10 @@ type Client struct {
 	isClosed bool                     // guarded by mu
 	closed   chan struct{}
 	wg       sync.WaitGroup
+
+	httpOnce sync.Once
+	hc       *http.Client // of HTTPS and file uploads, once made
+	hcErr    error
 }
 
 // transport is one way of reaching the hub. It delivers what the hub

@@ -1,7 +1,8 @@
 // File upload: a device gets a SAS URI from the hub, writes the blob to
 // the storage account (Azurite here) and reports it; the service's file
 // notification receiver hears of it; @azure/storage-blob reads the blob
-// back byte for byte; a failed upload gives no notification.
+// back byte for byte; a failed upload gives no notification; the invoker
+// downloads what a device uploaded.
 'use strict';
 const crypto = require('crypto');
 const { PassThrough } = require('stream');
@@ -83,5 +84,47 @@ exports.sasFlowAndFailure = async () => {
   } finally {
     await service.close();
     await device.close();
+  }
+};
+
+// The invoker as the back end: `invoker files -download` hears of a file a
+// device uploaded with the SDK and downloads it from the storage account,
+// byte for byte.
+exports.invokerDownloads = async () => {
+  if (!storage()) return noStorage;
+  const fs = require('fs');
+  const os = require('os');
+  const path = require('path');
+  const readline = require('readline');
+  const { spawn } = require('child_process');
+  const { id, cs } = await createDevice('uploadinvoker');
+  const device = await openDevice(cs, Mqtt);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'downloads-'));
+  const bin = path.join(process.env.BIN || 'bin', 'invoker');
+  const invoker = spawn(bin, ['files', '-download', dir, '-storage-connection-string', storage(), '-storage-container', container(),
+    '-ca-file', process.env.NODE_EXTRA_CA_CERTS, '-output', 'json', '-timeout', '60s'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  invoker.stderr.on('data', (b) => { stderr += b; });
+  const exited = new Promise((resolve) => invoker.on('exit', resolve));
+  try {
+    const heard = new Promise((resolve, reject) => {
+      readline.createInterface({ input: invoker.stdout }).on('line', (line) => {
+        const n = JSON.parse(line);
+        if (n.deviceId === id) resolve(n);
+      });
+      exited.then((code) => reject(new Error(`invoker exited with ${code}: ${stderr}`)));
+    });
+    const data = crypto.randomBytes(100000);
+    const stream = new PassThrough();
+    stream.end(data);
+    await device.uploadToBlob('logs/for-the-invoker.bin', stream, data.length);
+    const n = await heard;
+    assert(n.downloadedTo === path.join(dir, id, 'logs', 'for-the-invoker.bin'), `downloaded to ${n.downloadedTo}`);
+    assert(fs.readFileSync(n.downloadedTo).equals(data), 'the downloaded file differs from the upload');
+  } finally {
+    invoker.kill();
+    await exited;
+    await device.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 };

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/api/blobstore"
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
@@ -28,7 +29,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/broker"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
-	"github.com/iothub-emulator/iothub-emulator/emulator/internal/storage"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/wsgate"
 )
 
@@ -172,7 +172,7 @@ func Open(cfg Config) (s *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("storage connection string: %w", err)
 		}
-		st, err := storage.New(cs, cfg.StorageContainer, caPEM, nil)
+		st, err := blobstore.New(cs, cfg.StorageContainer, caPEM, nil)
 		if err != nil {
 			return nil, err
 		}

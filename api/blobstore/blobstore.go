@@ -1,10 +1,11 @@
-// Package storage is the hub's side of the storage account its file
-// uploads go to (next-wave-protocols §4): it signs the service SAS a
-// device writes its blob with, creates the container, and reads what was
-// uploaded, with Microsoft's azblob client. It is the one home of azblob
-// (.ci/deps). The account is Azure's or Azurite's; its TLS certificate
-// is trusted if the system or the given pool trusts it.
-package storage
+// Package blobstore is a container of the storage account IoT Hub's file
+// uploads go to (next-wave-protocols §4), with Microsoft's azblob client:
+// the hub's side signs the service SAS a device writes its blob with,
+// creates the container and reads what was uploaded; a back end's side
+// downloads the blob a file notification names. It is the one home of
+// azblob (.ci/deps). The account is Azure's or Azurite's; its TLS
+// certificate is trusted if the system or the given pool trusts it.
+package blobstore
 
 import (
 	"context"
@@ -12,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -132,6 +134,24 @@ func (s *Store) Stat(ctx context.Context, blob string) (size int64, modified tim
 		modified = *p.LastModified
 	}
 	return size, modified, nil
+}
+
+// Download writes a blob's content to w and returns its size.
+func (s *Store) Download(ctx context.Context, blob string, w io.Writer) (int64, error) {
+	res, err := s.client.NewBlobClient(blob).DownloadStream(ctx, nil)
+	if err != nil {
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+			return 0, fmt.Errorf("storage: blob %s does not exist", blob)
+		}
+		return 0, fmt.Errorf("storage: %w", err)
+	}
+	defer res.Body.Close()
+	n, err := io.Copy(w, res.Body)
+	if err != nil {
+		return n, fmt.Errorf("storage: download %s: %w", blob, err)
+	}
+	return n, nil
 }
 
 // ValidBlobName reports whether name may name a blob: 1 to 1,024
