@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
 
@@ -63,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	storageContainer := f.String("storage-container", "fileuploads", "container of file uploads")
 	sasTTL := f.Duration("file-upload-sas-ttl", time.Hour, "how long a file upload's SAS is valid (Azure's default: 1 hour)")
 	fileNotifications := f.Bool("file-notifications", true, "send the service a notification of every successful file upload")
+	tier := f.String("tier", "", "emulate the throttles, daily quota and features of this IoT Hub tier: F1, B1, B2, B3, S1, S2 or S3 (empty: no limits)")
+	units := f.Int("units", 1, "units of the emulated tier")
+	window := f.Duration("throttle-window", time.Minute, "how much of a throttle's rate may be spent at once (Azure applies its throttles over minute ranges)")
+	latency := f.String("latency", "none", "latency added to operations: none, azure-like, or a duration such as 50ms")
 	version := f.Bool("version", false, "print the version and exit")
 	logFlags := f.LogFlags()
 	if err := f.Parse(args); err != nil {
@@ -87,7 +92,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		EventHubName: *ehName, ConsumerGroups: cmdline.SplitList(*groups), Partitions: *partitions,
 		Retention: *retention, RetainEvents: int64(*retainEvents),
 		StorageConnectionString: *storageCS, StorageContainer: *storageContainer, FileUploadSASTTL: *sasTTL,
-		NoFileNotifications: !*fileNotifications,
+		NoFileNotifications: !*fileNotifications, Latency: *latency,
+	}
+	if *tier != "" {
+		t, err := iothub.ParseTier(*tier)
+		if err != nil {
+			return fmt.Errorf("%w: %v", cmdline.ErrUsage, err)
+		}
+		cfg.Tier = iothub.TierSettings{Tier: t, Units: *units, Window: iothub.Duration(*window)}
 	}
 	if *skew == 0 {
 		cfg.TokenSkew = -1

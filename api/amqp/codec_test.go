@@ -135,10 +135,11 @@ func TestFrames(t *testing.T) {
 	}
 }
 
-// Ensure that hub errors and AMQP conditions map both ways.
+// Ensure that hub errors and AMQP conditions map both ways: every code to
+// its condition, and every condition back to a code of that condition.
 func TestConditions(t *testing.T) {
 	for _, c := range conditions {
-		if Condition(c.code) != c.condition || ErrorCode(string(c.condition)) != c.code {
+		if Condition(c.code) != c.condition || Condition(ErrorCode(string(c.condition))) != c.condition {
 			t.Errorf("%s and %s do not map to each other", c.code, c.condition)
 		}
 	}

@@ -38,16 +38,19 @@ const (
 )
 
 // conditions maps the hub's errors to the AMQP error conditions the SDKs
-// translate back (amqp:not-found is DeviceNotFoundError, and so on).
+// translate back (amqp:not-found is DeviceNotFoundError, and so on). A
+// condition shared by several codes reads back as the first of them.
 var conditions = []struct {
 	code      iothub.ErrorCode
 	condition Symbol
 }{
 	{iothub.DeviceNotFound, "amqp:not-found"},
+	{iothub.IotHubQuotaExceeded, "amqp:resource-limit-exceeded"}, // Node: IotHubQuotaExceededError
 	{iothub.DeviceMaximumQueueDepthExceeded, "amqp:resource-limit-exceeded"},
 	{iothub.MessageTooLarge, "amqp:link:message-size-exceeded"},
 	{iothub.ArgumentInvalid, "amqp:invalid-field"},
 	{iothub.IotHubUnauthorizedAccess, "amqp:unauthorized-access"},
+	{iothub.ThrottlingException, "com.microsoft:device-container-throttled"}, // Node: ThrottlingError
 }
 
 // Condition is the AMQP error condition of a hub error code;

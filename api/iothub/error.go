@@ -137,6 +137,9 @@ type Error struct {
 	Message string
 	// Info is the "info" member of the direct-method envelope, if any.
 	Info map[string]string
+	// RetryAfter is when a throttled client may try again (the
+	// Retry-After header); zero when the error does not say.
+	RetryAfter time.Duration
 }
 
 // Errorf returns an *Error with a formatted message.

@@ -105,6 +105,10 @@ func (f *deviceFace) session(l *Link) (*deviceSession, *wire.Error) {
 	v := l.Shared("device:"+key, func() (any, func()) {
 		ds := &deviceSession{face: f, key: key, deviceID: d, moduleID: m, wake: make(chan struct{}, 1),
 			inflight: make(chan struct{}, maxInflight), closer: l}
+		if err := f.hub.Admit(context.Background(), iothub.OpConnect, key, 0); err != nil {
+			ds.err = err
+			return ds, nil
+		}
 		c, _, err := f.hub.Attach(context.Background(), key, ds, false)
 		if err != nil {
 			ds.err = err
@@ -115,6 +119,10 @@ func (f *deviceFace) session(l *Link) (*deviceSession, *wire.Error) {
 	})
 	ds := v.(*deviceSession)
 	if ds.err != nil {
+		switch iothub.CodeOf(ds.err) {
+		case iothub.ServiceUnavailable, iothub.ThrottlingException:
+			return nil, wire.Errorf(wire.Condition(iothub.CodeOf(ds.err)), "%v", ds.err)
+		}
 		return nil, wire.Errorf("amqp:unauthorized-access", "%v", ds.err)
 	}
 	return ds, nil
@@ -266,6 +274,10 @@ func (n *eventsNode) queue(l *Link, m *wire.Message) (*deviceSession, func() err
 }
 
 func storedOutcome(err error) wire.DeliveryState {
+	var he *iothub.Error
+	if errors.As(err, &he) {
+		return &wire.Rejected{Error: wire.Errorf(wire.Condition(he.Code), "%s", he.Message)}
+	}
 	if err != nil {
 		return &wire.Rejected{Error: wire.Errorf("amqp:internal-error", "the message could not be stored: %v", err)}
 	}

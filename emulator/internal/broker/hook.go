@@ -53,6 +53,13 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.State.Keepalive == 0 || cl.State.Keepalive > maxKeepalive {
 		cl.State.Keepalive = maxKeepalive
 	}
+	// The tier's connect throttle and the outage faults: "server
+	// unavailable", which the SDKs retry.
+	if err := h.b.hub.Admit(context.Background(), iothub.OpConnect, cl.ID, 0); err != nil {
+		h.b.log.Info("device connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", err.Error())
+		_ = h.b.srv.SendConnack(cl, packets.ErrServerUnavailable, false, nil)
+		return err
+	}
 	return nil
 }
 

@@ -124,6 +124,9 @@ func (h *Hub) AuthenticateDevice(host, deviceID, moduleID, token string) (time.T
 		return time.Time{}, iothub.Errorf(iothub.IotHubUnauthorized, "%v", err)
 	}
 	exp, _ := tok.ExpiresAt()
+	if h.tokenRevoked(Key(deviceID, moduleID), exp) {
+		return fail("the token has expired (a fault expired it early)")
+	}
 	// The connection may last until the token expires, plus the skew.
 	return exp.Add(h.opts.TokenSkew), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -187,6 +188,11 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) (C2DMe
 	}
 	if len(m.Body) > MaxC2DSize {
 		return C2DMessage{}, iothub.Errorf(iothub.MessageTooLarge, "the message is %d bytes; the limit is %d", len(m.Body), MaxC2DSize)
+	}
+	if err := h.Admit(ctx, iothub.OpC2DSend, deviceID, len(m.Body)); errors.Is(err, ErrDropped) {
+		return m, nil
+	} else if err != nil {
+		return C2DMessage{}, err
 	}
 	switch m.Ack {
 	case "", "none", "positive", "negative", "full":

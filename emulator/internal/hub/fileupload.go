@@ -49,6 +49,9 @@ var errNoStorage = iothub.Errorf(iothub.ArgumentInvalid, "file upload is not con
 // carries a SAS valid for Options.FileUploadSASTTL. A device has at most
 // ten uploads it has not reported.
 func (h *Hub) CreateFileUpload(ctx context.Context, key, blobName string) (iothub.FileUploadSAS, error) {
+	if err := h.Admit(ctx, iothub.OpFileUpload, key, 0); err != nil {
+		return iothub.FileUploadSAS{}, err
+	}
 	e, err := h.entry(key)
 	if err != nil {
 		return iothub.FileUploadSAS{}, err

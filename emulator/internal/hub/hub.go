@@ -183,6 +183,7 @@ type Hub struct {
 	fileNotes *queue[iothub.FileNotification]
 	files     fileState
 	ev        events
+	res       resilience
 }
 
 // New returns a hub that persists devices to store, and jobs and

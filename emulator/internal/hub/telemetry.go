@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
@@ -55,6 +56,10 @@ func (h *Hub) SendEvents(ctx context.Context, deviceID string, events []DeviceEv
 	}
 	for _, wait := range waits {
 		if err := wait(); err != nil {
+			var he *iothub.Error
+			if errors.As(err, &he) {
+				return he
+			}
 			return iothub.Errorf(iothub.ServerError, "the message could not be stored")
 		}
 	}
@@ -62,6 +67,17 @@ func (h *Hub) SendEvents(ctx context.Context, deviceID string, events []DeviceEv
 }
 
 func (h *Hub) queueTelemetry(e *entry, moduleID string, props map[string]string, body []byte) func() error {
+	if h.res.on.Load() {
+		size := len(body)
+		for k, v := range props {
+			size += len(k) + len(v)
+		}
+		if err := h.Admit(context.Background(), iothub.OpD2C, Key(e.id, moduleID), size); errors.Is(err, ErrDropped) {
+			return func() error { return nil }
+		} else if err != nil {
+			return func() error { return err }
+		}
+	}
 	now := h.now()
 	e.live.lastActivity.Store(now.UnixNano())
 	rec := e.rec.Load()

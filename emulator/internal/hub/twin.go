@@ -56,6 +56,9 @@ func twinETag(n int64) string {
 // DeviceTwin returns what a device receives for a twin GET: desired and
 // reported with their $version and no $metadata (device-protocol §11.1).
 func (h *Hub) DeviceTwin(deviceID string) (iothub.TwinProperties, error) {
+	if err := h.Admit(context.Background(), iothub.OpTwinRead, deviceID, 0); err != nil {
+		return iothub.TwinProperties{}, err
+	}
 	e, err := h.entry(deviceID)
 	if err != nil {
 		return iothub.TwinProperties{}, err
@@ -70,6 +73,9 @@ func (h *Hub) DeviceTwin(deviceID string) (iothub.TwinProperties, error) {
 // §11.3). A rejected patch changes nothing.
 func (h *Hub) UpdateReported(ctx context.Context, deviceID string, patch map[string]any) (int64, error) {
 	if err := iothub.ValidatePatch(patch); err != nil {
+		return 0, err
+	}
+	if err := h.Admit(ctx, iothub.OpTwinUpdate, deviceID, 0); err != nil {
 		return 0, err
 	}
 	e, err := h.entry(deviceID)

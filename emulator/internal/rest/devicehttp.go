@@ -32,7 +32,7 @@ func (s *Server) deviceRoutes(r chi.Router) {
 	r.Post("/devices/{id}/files/notifications/{cid}", s.handleFileUploadStatus)
 	for _, bound := range []string{"devicebound", "deviceBound"} {
 		p := "/devices/{id}/messages/" + bound
-		r.Get(p, s.handleReceiveC2D)
+		r.With(s.op(iothub.OpC2DReceive)).Get(p, s.handleReceiveC2D)
 		r.Delete(p+"/{lock}", s.handleSettleC2D)
 		r.Post(p+"/{lock}/abandon", s.handleAbandonC2D)
 	}
@@ -57,6 +57,12 @@ func (s *Server) deviceAuth(next http.Handler) http.Handler {
 		}
 		if err != nil {
 			s.writeError(w, r, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "%v", toError(err).Message))
+			return
+		}
+		// Each request is a connection, for the tier's connect throttle
+		// and the outage faults.
+		if err := s.hub.Admit(r.Context(), iothub.OpConnect, id, 0); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r)

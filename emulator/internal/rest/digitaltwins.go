@@ -61,6 +61,10 @@ func (s *Server) handleDigitalTwinCommand(w http.ResponseWriter, r *http.Request
 	if c := chi.URLParam(r, "comp"); c != "" {
 		name = c + "*" + name
 	}
+	if err := s.hub.Admit(r.Context(), iothub.OpMethod, chi.URLParam(r, "id"), len(body)); err != nil {
+		s.writeMethodError(w, r, err)
+		return
+	}
 	req := iothub.MethodRequest{MethodName: name, Payload: body}
 	q := r.URL.Query()
 	for param, dst := range map[string]**int{"responseTimeoutInSeconds": &req.ResponseTimeoutInSeconds, "connectTimeoutInSeconds": &req.ConnectTimeoutInSeconds} {

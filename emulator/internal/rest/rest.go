@@ -67,45 +67,66 @@ func (s *Server) routes() http.Handler {
 		s.writeError(w, r, iothub.Errorf(iothub.MethodNotAllowed, "%s is not supported on %s.", r.Method, r.URL.Path))
 	})
 	read, write, svc := s.need(hub.RegistryRead), s.need(hub.RegistryWrite), s.need(hub.ServiceConnect)
-	r.With(svc).Post("/devices/query", s.handleQuery)
-	r.With(read).Get("/devices", s.handleListDevices)
-	r.With(write).Post("/devices", s.handleBulk)
-	r.With(read).Get("/devices/{id}", s.handleGetDevice)
-	r.With(write).Put("/devices/{id}", s.handlePutDevice)
-	r.With(write).Delete("/devices/{id}", s.handleDeleteDevice)
-	r.With(write).Post("/devices/{id}/applyConfigurationContent", s.handleApplyConfigurationContent)
-	r.With(read).Get("/devices/{id}/modules", s.handleListModules)
-	r.With(read).Get("/devices/{id}/modules/{mid}", s.handleGetModule)
-	r.With(write).Put("/devices/{id}/modules/{mid}", s.handlePutModule)
-	r.With(write).Delete("/devices/{id}/modules/{mid}", s.handleDeleteModule)
-	r.With(read).Get("/statistics/devices", s.handleRegistryStatistics)
-	r.With(svc).Get("/statistics/service", s.handleServiceStatistics)
-	r.With(svc).Get("/twins/{id}", s.handleGetTwin)
-	r.With(svc).Patch("/twins/{id}", s.handleUpdateTwin(false))
-	r.With(svc).Put("/twins/{id}", s.handleUpdateTwin(true))
+	r.With(svc, s.op(iothub.OpQuery)).Post("/devices/query", s.handleQuery)
+	r.With(read, s.op(iothub.OpRegistry)).Get("/devices", s.handleListDevices)
+	r.With(write, s.op(iothub.OpRegistry)).Post("/devices", s.handleBulk)
+	r.With(read, s.op(iothub.OpRegistry)).Get("/devices/{id}", s.handleGetDevice)
+	r.With(write, s.op(iothub.OpRegistry)).Put("/devices/{id}", s.handlePutDevice)
+	r.With(write, s.op(iothub.OpRegistry)).Delete("/devices/{id}", s.handleDeleteDevice)
+	r.With(write, s.op(iothub.OpConfigurations)).Post("/devices/{id}/applyConfigurationContent", s.handleApplyConfigurationContent)
+	r.With(read, s.op(iothub.OpRegistry)).Get("/devices/{id}/modules", s.handleListModules)
+	r.With(read, s.op(iothub.OpRegistry)).Get("/devices/{id}/modules/{mid}", s.handleGetModule)
+	r.With(write, s.op(iothub.OpRegistry)).Put("/devices/{id}/modules/{mid}", s.handlePutModule)
+	r.With(write, s.op(iothub.OpRegistry)).Delete("/devices/{id}/modules/{mid}", s.handleDeleteModule)
+	r.With(read, s.op(iothub.OpRegistry)).Get("/statistics/devices", s.handleRegistryStatistics)
+	r.With(svc, s.op(iothub.OpRegistry)).Get("/statistics/service", s.handleServiceStatistics)
+	r.With(svc, s.op(iothub.OpTwinRead)).Get("/twins/{id}", s.handleGetTwin)
+	r.With(svc, s.op(iothub.OpTwinUpdate)).Patch("/twins/{id}", s.handleUpdateTwin(false))
+	r.With(svc, s.op(iothub.OpTwinUpdate)).Put("/twins/{id}", s.handleUpdateTwin(true))
 	r.With(svc).Post("/twins/{id}/methods", s.handleInvokeMethod)
-	r.With(svc).Get("/twins/{id}/modules/{mid}", s.handleGetTwin)
-	r.With(svc).Patch("/twins/{id}/modules/{mid}", s.handleUpdateTwin(false))
-	r.With(svc).Put("/twins/{id}/modules/{mid}", s.handleUpdateTwin(true))
+	r.With(svc, s.op(iothub.OpTwinRead)).Get("/twins/{id}/modules/{mid}", s.handleGetTwin)
+	r.With(svc, s.op(iothub.OpTwinUpdate)).Patch("/twins/{id}/modules/{mid}", s.handleUpdateTwin(false))
+	r.With(svc, s.op(iothub.OpTwinUpdate)).Put("/twins/{id}/modules/{mid}", s.handleUpdateTwin(true))
 	r.With(svc).Post("/twins/{id}/modules/{mid}/methods", s.handleInvokeMethod)
-	r.With(svc).Get("/digitaltwins/{id}", s.handleGetDigitalTwin)
-	r.With(svc).Patch("/digitaltwins/{id}", s.handleUpdateDigitalTwin)
+	r.With(svc, s.op(iothub.OpTwinRead)).Get("/digitaltwins/{id}", s.handleGetDigitalTwin)
+	r.With(svc, s.op(iothub.OpTwinUpdate)).Patch("/digitaltwins/{id}", s.handleUpdateDigitalTwin)
 	r.With(svc).Post("/digitaltwins/{id}/commands/{cmd}", s.handleDigitalTwinCommand)
 	r.With(svc).Post("/digitaltwins/{id}/components/{comp}/commands/{cmd}", s.handleDigitalTwinCommand)
-	r.With(read).Get("/configurations", s.handleListConfigurations)
-	r.With(read).Post("/configurations/testQueries", s.handleTestConfigurationQueries)
-	r.With(read).Get("/configurations/{id}", s.handleGetConfiguration)
-	r.With(write).Put("/configurations/{id}", s.handlePutConfiguration)
-	r.With(write).Delete("/configurations/{id}", s.handleDeleteConfiguration)
-	r.With(svc).Get("/jobs/v2/query", s.handleQueryJobs)
-	r.With(svc).Put("/jobs/v2/{id}", s.handleCreateJob)
-	r.With(svc).Get("/jobs/v2/{id}", s.handleGetJob)
-	r.With(svc).Post("/jobs/v2/{id}/cancel", s.handleCancelJob)
-	r.With(svc).Delete("/devices/{id}/commands", s.handlePurgeC2D)
+	r.With(read, s.op(iothub.OpConfigurations)).Get("/configurations", s.handleListConfigurations)
+	r.With(read, s.op(iothub.OpConfigurations)).Post("/configurations/testQueries", s.handleTestConfigurationQueries)
+	r.With(read, s.op(iothub.OpConfigurations)).Get("/configurations/{id}", s.handleGetConfiguration)
+	r.With(write, s.op(iothub.OpConfigurations)).Put("/configurations/{id}", s.handlePutConfiguration)
+	r.With(write, s.op(iothub.OpConfigurations)).Delete("/configurations/{id}", s.handleDeleteConfiguration)
+	r.With(svc, s.op(iothub.OpJobs)).Get("/jobs/v2/query", s.handleQueryJobs)
+	r.With(svc, s.op(iothub.OpJobs)).Put("/jobs/v2/{id}", s.handleCreateJob)
+	r.With(svc, s.op(iothub.OpJobs)).Get("/jobs/v2/{id}", s.handleGetJob)
+	r.With(svc, s.op(iothub.OpJobs)).Post("/jobs/v2/{id}/cancel", s.handleCancelJob)
+	r.With(svc, s.op(iothub.OpC2DSend)).Delete("/devices/{id}/commands", s.handlePurgeC2D)
 	s.deviceRoutes(r)
 	r.With(svc).Get("/emulator/devices/{id}/messages", s.handleMessages)
 	r.With(svc).Post("/emulator/devices/{id}/messages/devicebound", s.handleSendC2D)
+	r.With(svc).Get("/emulator/tier", s.handleGetTier)
+	r.With(svc).Put("/emulator/tier", s.handlePutTier)
+	r.With(svc).Get("/emulator/faults", s.handleListFaults)
+	r.With(svc).Post("/emulator/faults", s.handleAddFault)
+	r.With(svc).Delete("/emulator/faults", s.handleClearFault)
+	r.With(svc).Delete("/emulator/faults/{fid}", s.handleClearFault)
 	return r
+}
+
+// op admits a request through the emulated tier's throttle of its
+// operation and the faults (Hub.Admit). Methods are admitted by their
+// handlers, which know the payload's size.
+func (s *Server) op(op iothub.Operation) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := s.hub.Admit(r.Context(), op, chi.URLParam(r, "id"), 0); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // currentVersionQuery is the query most requests carry, checked without
@@ -216,7 +237,7 @@ func writeBody(w http.ResponseWriter, status int, b []byte) {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := toError(err)
 	s.logError(r, e)
-	w.Header().Set(iothub.HeaderErrorCode, e.Code.String())
+	setErrorHeaders(w, e)
 	writeJSON(w, e.Code.HTTPStatus(), e.RegistryEnvelope(hub.TrackingID(), time.Now()))
 }
 
@@ -224,8 +245,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) writeMethodError(w http.ResponseWriter, r *http.Request, err error) {
 	e := toError(err)
 	s.logError(r, e)
-	w.Header().Set(iothub.HeaderErrorCode, e.Code.String())
+	setErrorHeaders(w, e)
 	writeJSON(w, e.Code.HTTPStatus(), e.MethodEnvelope(hub.TrackingID(), time.Now()))
+}
+
+// setErrorHeaders writes the error code header and, for a throttled
+// request, Retry-After in whole seconds.
+func setErrorHeaders(w http.ResponseWriter, e *iothub.Error) {
+	w.Header().Set(iothub.HeaderErrorCode, e.Code.String())
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
 }
 
 func (s *Server) logError(r *http.Request, e *iothub.Error) {

@@ -56,6 +56,10 @@ func (s *Server) handleInvokeMethod(w http.ResponseWriter, r *http.Request) {
 		s.writeMethodError(w, r, err)
 		return
 	}
+	if err := s.hub.Admit(r.Context(), iothub.OpMethod, chi.URLParam(r, "id"), len(req.Payload)); err != nil {
+		s.writeMethodError(w, r, err)
+		return
+	}
 	res, err := s.hub.InvokeMethod(r.Context(), twinKey(r), req)
 	if err != nil {
 		s.writeMethodError(w, r, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/blobstore"
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/amqp"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
@@ -105,6 +106,12 @@ type Config struct {
 	FileUploadSASTTL time.Duration
 	// NoFileNotifications turns off the file upload notifications.
 	NoFileNotifications bool
+	// Tier is the tier to emulate, its throttles and daily quota; zero
+	// throttles nothing (PUT /emulator/tier changes it at run time).
+	Tier iothub.TierSettings
+	// Latency is the latency profile: "none", "azure-like" or a fixed
+	// duration.
+	Latency string
 	// WriteTimeout bounds each write to a device or an AMQP client; one
 	// whose socket stays full that long is disconnected. Zero means 10 s.
 	WriteTimeout time.Duration
@@ -207,6 +214,16 @@ func Open(cfg Config) (s *Server, err error) {
 		}
 		s.cfg.ConsumerGroups = append(append([]string(nil), s.cfg.ConsumerGroups...), groups...)
 	}
+	if cfg.Tier.Tier != "" {
+		if err := s.hub.SetTier(cfg.Tier); err != nil {
+			return nil, err
+		}
+	}
+	latency, err := hub.ParseLatency(cfg.Latency)
+	if err != nil {
+		return nil, err
+	}
+	s.hub.SetLatency(latency)
 	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout}); err != nil {
 		return nil, err
 	}
