@@ -18,6 +18,8 @@
 //	invoker messages -device ID [-count N] [-since D]   a device's recent telemetry
 //	invoker files [-count N] [-download DIR]         follow file upload notifications, downloading the files
 //	invoker c2d send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge
+//	invoker fault add -kind K [-device ID] ...       a fault on demand (emulator only); fault list; fault clear
+//	invoker tier [-set S1 -units N]                  show or set the emulated tier (emulator only)
 //
 // Telemetry is read through the hub's built-in Event Hubs-compatible
 // endpoint, found from the connection string by the hub's redirect, or
@@ -79,6 +81,8 @@ var commands = []command{
 	}},
 	{"files", nil, "[-count N] [-timeout D] [-download DIR -storage-connection-string S]   follow file upload notifications, as a back end's file notification receiver, downloading each file", noSub(cmdFiles)},
 	{"c2d", []string{"send", "purge"}, "send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge -device ID", cmdC2D},
+	{"fault", []string{"add", "list", "clear"}, "add -kind K [-device ID] [-operation OP] [-error-code C] [-count N] [-delay D] [-duration D]; fault list; fault clear [-id ID]   the emulator's faults on demand", cmdFault},
+	{"tier", nil, "[-set S1 [-units N] [-window D] | -set off]   show or set the tier the emulator emulates", noSub(cmdTier)},
 }
 
 var errUsage = fmt.Errorf("%w: run invoker help for the commands, and a command with -h for its flags", cmdline.ErrUsage)

@@ -108,3 +108,41 @@ func TestDownloadStaysInItsDirectory(t *testing.T) {
 		}
 	}
 }
+
+// Ensure that invoker fault and tier drive the emulator: a fail fault
+// added from the command line fails the call it names and is listed with
+// its hit, and a tier set from it is shown with its refusals.
+func TestFaultAndTierCommands(t *testing.T) {
+	e := emulatortest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.AddDevice(t, "target")
+	out, err := invoke(t, ctx, e, "fault", "add", "-kind", "fail", "-operation", "twinRead", "-count", "1", "-error-code", "ServiceUnavailable")
+	if err != nil || !strings.Contains(out, "f-1 fail twinRead with ServiceUnavailable on every device: 0 hits, active") {
+		t.Fatalf("fault add: %v\n%s", err, out)
+	}
+	if _, err := invoke(t, ctx, e, "twin", "show", "-device", "target"); err == nil || !strings.Contains(err.Error(), "ServiceUnavailable") {
+		t.Fatalf("twin show under the fault: %v", err)
+	}
+	out, err = invoke(t, ctx, e, "fault", "list")
+	if err != nil || !strings.Contains(out, "f-1 fail twinRead with ServiceUnavailable on every device: 1 hits, ended") {
+		t.Fatalf("fault list: %v\n%s", err, out)
+	}
+	if _, err := invoke(t, ctx, e, "fault", "add", "-kind", "meteor"); err == nil {
+		t.Fatal("an unknown kind was accepted")
+	}
+	out, err = invoke(t, ctx, e, "tier", "-set", "B1")
+	if err != nil || !strings.Contains(out, "B1 × 1, window 1m0s; daily quota used: 0 of 400000") {
+		t.Fatalf("tier -set: %v\n%s", err, out)
+	}
+	if _, err := invoke(t, ctx, e, "twin", "show", "-device", "target"); err == nil {
+		t.Fatal("a twin read on B1 went through")
+	}
+	out, err = invoke(t, ctx, e, "tier")
+	if err != nil || !strings.Contains(out, "refused twinRead: 1") {
+		t.Fatalf("tier: %v\n%s", err, out)
+	}
+	if out, err = invoke(t, ctx, e, "tier", "-set", "off"); err != nil || !strings.Contains(out, "nothing is throttled") {
+		t.Fatalf("tier -set off: %v\n%s", err, out)
+	}
+}

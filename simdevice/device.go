@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,9 +32,52 @@ type action struct {
 	version string // firmware target
 }
 
-// stats counts what a fleet of devices did.
+// stats counts what a fleet of devices did, and follows how many are
+// online to report how long the fleet took to recover from an outage.
 type stats struct {
 	connected, methods, reboots, telemetry, errors atomic.Int64
+
+	mu        sync.Mutex
+	log       *slog.Logger    // guarded by mu; nil: no outage reports
+	total     int             // guarded by mu: the fleet's size, once all were online
+	online    map[string]bool // guarded by mu
+	downSince time.Time       // guarded by mu: when the current outage began
+	fewest    int             // guarded by mu: fewest online during it
+}
+
+// watch starts outage reports for a fleet of total devices, all online.
+func (st *stats) watch(log *slog.Logger, total int) {
+	st.mu.Lock()
+	st.log, st.total = log, total
+	st.mu.Unlock()
+}
+
+// linkChanged records a device's connection going up or down. Once the
+// fleet was whole, the first device to drop starts an outage, and the
+// last one back ends it with a report of how long recovery took.
+func (st *stats) linkChanged(id string, up bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.online == nil {
+		st.online = map[string]bool{}
+	}
+	if up {
+		st.online[id] = true
+	} else {
+		delete(st.online, id)
+	}
+	n := len(st.online)
+	switch {
+	case st.log == nil:
+	case !up && st.downSince.IsZero() && n < st.total:
+		st.downSince, st.fewest = time.Now(), n
+		st.log.Warn("devices went offline", "online", n, "of", st.total)
+	case !up && n < st.fewest:
+		st.fewest = n
+	case up && !st.downSince.IsZero() && n == st.total:
+		st.log.Info("all devices back online", "recovery", time.Since(st.downSince).Round(time.Millisecond).String(), "fewestOnline", st.fewest, "of", st.total)
+		st.downSince = time.Time{}
+	}
 }
 
 // sim is one simulated device: the device-management patterns of the
@@ -53,6 +97,7 @@ type sim struct {
 }
 
 func newSim(cs connstr.Device, opts iotdevice.Options, b behaviour, log *slog.Logger, st *stats) *sim {
+	opts.OnConnectionChange = func(up bool) { st.linkChanged(cs.DeviceID, up) }
 	s := &sim{cs: cs, opts: opts, b: b, log: log.With("device", cs.DeviceID), stats: st,
 		fw: b.FirmwareVersion, actions: make(chan action, 4), started: time.Now().UTC()}
 	s.interval.Store(int64(b.TelemetryInterval))

@@ -87,6 +87,7 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 	fmt.Fprintf(progress, "connected: %d/%d in %s (%.0f/s)\n", st.connected.Load(), cfg.count, time.Since(start).Round(time.Millisecond),
 		float64(st.connected.Load())/time.Since(start).Seconds())
 	log.Info("fleet connected", "devices", cfg.count, "took", time.Since(start).Round(time.Millisecond).String())
+	st.watch(log, cfg.count)
 	t := time.NewTicker(cfg.summary)
 	defer t.Stop()
 	for {

@@ -45,8 +45,8 @@ var conditions = []struct {
 	condition Symbol
 }{
 	{iothub.DeviceNotFound, "amqp:not-found"},
-	{iothub.IotHubQuotaExceeded, "amqp:resource-limit-exceeded"}, // Node: IotHubQuotaExceededError
-	{iothub.DeviceMaximumQueueDepthExceeded, "amqp:resource-limit-exceeded"},
+	{iothub.DeviceMaximumQueueDepthExceeded, "amqp:resource-limit-exceeded"}, // what the service's C2D sender reads it as
+	{iothub.IotHubQuotaExceeded, "amqp:resource-limit-exceeded"},             // Node devices: IotHubQuotaExceededError
 	{iothub.MessageTooLarge, "amqp:link:message-size-exceeded"},
 	{iothub.ArgumentInvalid, "amqp:invalid-field"},
 	{iothub.IotHubUnauthorizedAccess, "amqp:unauthorized-access"},

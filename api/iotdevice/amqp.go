@@ -53,6 +53,7 @@ func (t *amqpTransport) connect(ctx context.Context) error {
 		return err
 	}
 	t.setLive(l)
+	t.c.connectionChanged(true)
 	t.c.wg.Add(1)
 	go t.supervise(l)
 	return nil
@@ -139,11 +140,13 @@ func (t *amqpTransport) supervise(l *amqpLinks) {
 		t.c.log.Info("connection lost", "error", l.conn.Err())
 		l.cancel()
 		t.setLive(nil)
+		t.c.connectionChanged(false)
 		if l = t.redial(); l == nil {
 			return
 		}
 		t.c.log.Info("reconnected")
 		t.setLive(l)
+		t.c.connectionChanged(true)
 	}
 }
 

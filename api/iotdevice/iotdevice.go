@@ -104,6 +104,10 @@ type Options struct {
 	// implements, announced in CONNECT; the hub shows it as the twin's
 	// modelId.
 	ModelID string
+	// OnConnectionChange, if set, is called when the client's connection
+	// comes up (true) and when it is lost (false), reconnections
+	// included; never over HTTPS, which has no connection.
+	OnConnectionChange func(connected bool)
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
 }
@@ -359,6 +363,13 @@ func (c *Client) OnDesired(fn DesiredHandler) {
 	c.mu.Lock()
 	c.desired = fn
 	c.mu.Unlock()
+}
+
+// connectionChanged reports a change of the connection's state.
+func (c *Client) connectionChanged(up bool) {
+	if fn := c.opts.OnConnectionChange; fn != nil {
+		fn(up)
+	}
 }
 
 func (c *Client) wantsC2D() bool {

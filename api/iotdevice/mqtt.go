@@ -48,7 +48,10 @@ func newMQTT(c *Client, tlsCfg *tls.Config) *mqttTransport {
 		SetOrderMatters(true).
 		SetAutoAckDisabled(true).
 		SetOnConnectHandler(t.onConnect).
-		SetConnectionLostHandler(func(_ paho.Client, err error) { c.log.Info("connection lost", "error", err) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			c.log.Info("connection lost", "error", err)
+			c.connectionChanged(false)
+		}).
 		SetDefaultPublishHandler(t.onMessage)
 	t.cli = paho.NewClient(po)
 	return t
@@ -108,6 +111,7 @@ func (t *mqttTransport) subscribe(ctx context.Context) error {
 
 // onConnect re-subscribes after a reconnect, as the SDKs do.
 func (t *mqttTransport) onConnect(paho.Client) {
+	t.c.connectionChanged(true)
 	if t.connects.Add(1) == 1 {
 		return
 	}

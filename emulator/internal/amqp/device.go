@@ -183,10 +183,20 @@ func (ds *deviceSession) SendC2D(hub.C2DMessage) error {
 	return nil
 }
 
-// Close implements hub.Link: the whole AMQP connection closes, as a
-// second connection of the device replaced this one.
-func (ds *deviceSession) Close(reason string) {
-	ds.closer.CloseConnection(wire.Errorf("amqp:connection:forced", "%s", reason))
+// Close implements hub.Link: the whole AMQP connection closes, with
+// amqp:connection:forced when a second connection of the device replaced
+// this one (the SDKs do not reconnect), amqp:unauthorized-access for an
+// identity or token no longer valid, and the code's condition otherwise
+// (amqp:internal-error for an outage, which the SDKs retry).
+func (ds *deviceSession) Close(e *iothub.Error) {
+	cond := wire.Condition(e.Code)
+	switch e.Code {
+	case iothub.ConnectionForcefullyClosed:
+		cond = "amqp:connection:forced"
+	case iothub.IotHubUnauthorized:
+		cond = "amqp:unauthorized-access"
+	}
+	ds.closer.CloseConnection(wire.Errorf(cond, "%s", e.Message))
 }
 
 func (ds *deviceSession) out(p **Link) *Link {

@@ -142,11 +142,24 @@ func (l *Link) PeerCertificates() []*x509.Certificate {
 	return nil
 }
 
-// CloseConnection closes the link's connection with e: the close frame
-// goes out, then the socket is closed.
+// CloseConnection closes the link's connection with e: its sessions end,
+// the close frame goes out, then the socket is closed.
+//
+// The sessions end first because the Node SDK, told only of the close,
+// detaches its links cleanly and waits 45 s for answers that never come
+// before it reconnects; after a session's end it lets them go at once.
 func (l *Link) CloseConnection(e *wire.Error) {
-	l.conn.closeWith(e)
-	l.conn.finish()
+	c := l.conn
+	c.mu.Lock()
+	for _, s := range c.sessions {
+		for _, link := range s.links {
+			link.endLocked()
+		}
+		c.queueFrame(s.channel, &wire.End{Error: e}, nil)
+	}
+	c.mu.Unlock()
+	c.closeWith(e)
+	c.finish()
 }
 
 // Shared returns the value a face keeps for the link's connection under

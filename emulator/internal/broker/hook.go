@@ -167,7 +167,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	h.b.links.Store(cl, l)
 	if v, ok := h.b.expiry.LoadAndDelete(cl); ok {
-		l.timer = time.AfterFunc(time.Until(v.(time.Time)), func() { l.Close("the SAS token expired") })
+		l.timer = time.AfterFunc(time.Until(v.(time.Time)), func() { l.drop("the SAS token expired") })
 	}
 }
 
@@ -223,7 +223,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	for _, f := range pk.Filters {
 		if _, err := topic.Features(f.Filter, d, m); err != nil {
 			if l := h.b.linkOf(cl); l != nil {
-				l.Close(err.Error())
+				l.drop(err.Error())
 			} else {
 				cl.Stop(err)
 			}
@@ -299,7 +299,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	wait, reason := h.b.handlePublish(l, pk.TopicName, pk.Payload)
 	if reason != "" {
-		l.Close(reason)
+		l.drop(reason)
 		return pk, packets.ErrRejectPacket
 	}
 	if pk.FixedHeader.Qos == 0 {
@@ -307,7 +307,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		// a device that floods at QoS 0 to what the store takes.
 		if wait != nil {
 			if err := wait(); err != nil {
-				l.Close("the message could not be stored: " + err.Error())
+				l.drop("the message could not be stored: " + err.Error())
 			}
 		}
 		return pk, packets.CodeSuccessIgnore
@@ -315,7 +315,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	// Every QoS 1 PUBACK goes through the link's queue, telemetry's after
 	// the message is durable, so they keep the order of the publishes.
 	if err := l.ackAfter(pk.PacketID, wait); err != nil {
-		l.Close("the message could not be acknowledged: " + err.Error())
+		l.drop("the message could not be acknowledged: " + err.Error())
 	}
 	return pk, packets.ErrRejectPacket
 }

@@ -7,6 +7,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
@@ -103,7 +104,10 @@ func (l *link) acked(packetID uint16) {
 }
 
 // Close implements hub.Link.
-func (l *link) Close(reason string) {
+func (l *link) Close(e *iothub.Error) { l.drop(e.Message) }
+
+// drop closes the connection, for the reason logged.
+func (l *link) drop(reason string) {
 	l.b.log.Info("closing device connection", "client", l.cl.ID, "reason", reason)
 	l.cl.Stop(errors.New(reason))
 }
@@ -154,7 +158,7 @@ func (l *link) push(d delivery) error {
 	l.qmu.Lock()
 	if len(l.queue) >= maxQueue {
 		l.qmu.Unlock()
-		l.Close(errQueueFull.Error())
+		l.drop(errQueueFull.Error())
 		return errQueueFull
 	}
 	l.queue = append(l.queue, d)
@@ -201,12 +205,12 @@ func (l *link) drain() {
 		l.qmu.Unlock()
 		if d.wait != nil {
 			if err := d.wait(); err != nil {
-				l.Close("the message could not be stored: " + err.Error())
+				l.drop("the message could not be stored: " + err.Error())
 				continue
 			}
 		}
 		if err := l.cl.WritePacket(d.pk); err != nil {
-			l.Close("writing to the device failed: " + err.Error())
+			l.drop("writing to the device failed: " + err.Error())
 		}
 	}
 }

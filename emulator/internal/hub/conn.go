@@ -22,8 +22,10 @@ type Link interface {
 	// SendC2D delivers a cloud-to-device message; the link reports the
 	// device's acknowledgement with Conn.CompleteC2D.
 	SendC2D(m C2DMessage) error
-	// Close closes the connection; reason is logged.
-	Close(reason string)
+	// Close closes the connection; e says why, with the code the face
+	// maps to its protocol (a replacement is ConnectionForcefullyClosed,
+	// which clients do not retry; ServiceUnavailable, which they do).
+	Close(e *iothub.Error)
 }
 
 // Subscriptions is a set of topic families a device subscribed to.
@@ -87,7 +89,7 @@ func (h *Hub) Attach(ctx context.Context, deviceID string, link Link, persistent
 	e.notifyLocked()
 	e.connMu.Unlock()
 	if old != nil {
-		old.link.Close("a new connection of the same device replaced it")
+		old.link.Close(iothub.Errorf(iothub.ConnectionForcefullyClosed, "a new connection of the same device replaced it"))
 	}
 	h.log.Info("device connected", "device", deviceID, "persistent", persistent, "sessionPresent", present)
 	h.deliverC2D(e)
@@ -163,7 +165,7 @@ func (c *Conn) Touch() {
 func (h *Hub) disconnect(e *entry, reason string) {
 	c, _ := e.current()
 	if c != nil {
-		c.link.Close(reason)
+		c.link.Close(iothub.Errorf(iothub.IotHubUnauthorized, "%s", reason))
 	}
 }
 

@@ -29,6 +29,7 @@
 //	Conn.sentMu       the lock tokens of C2D messages sent on a connection
 //	Conn.callsMu      the method calls pending on a connection
 //	fileState.mu      the file uploads begun
+//	resilience.mu     the emulated tier's buckets and quota, the latency, the faults
 //
 // Order: a goroutine that holds several takes them top to bottom in this
 // list and never the other way. In practice Hub.mu is released before any
@@ -37,8 +38,9 @@
 // (metrics are counted after it is released). entry.mu may be held while
 // connMu, sentMu or callsMu is taken; those three are leaves, as are
 // queue.mu, taken under entry.mu when feedback is queued and never held
-// across its store write, and fileState.mu, never held across the
-// storage account's I/O.
+// across its store write, fileState.mu, never held across the storage
+// account's I/O, and resilience.mu, released before a fault closes
+// connections or Admit waits.
 //
 // # Locks and I/O
 //

@@ -121,7 +121,7 @@ func (l *fakeLink) SendMethod(name, rid string, p []byte) error {
 }
 func (l *fakeLink) SendDesired(v int64, b []byte) error { l.desired <- string(b); return nil }
 func (l *fakeLink) SendC2D(m hub.C2DMessage) error      { return nil }
-func (l *fakeLink) Close(reason string)                 { l.closed <- reason }
+func (l *fakeLink) Close(e *iothub.Error)               { l.closed <- e.Message }
 
 func TestRegistry(t *testing.T) {
 	h := mustOpen(t, hub.Options{})

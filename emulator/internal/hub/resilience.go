@@ -360,9 +360,13 @@ func (h *Hub) AddFault(in iothub.Fault) (iothub.Fault, error) {
 	h.log.Info("fault", "id", out.ID, "kind", out.Kind, "device", out.DeviceID, "operation", out.Operation)
 	switch f.Kind {
 	case iothub.FaultDisconnect, iothub.FaultExpireToken:
-		out.Hits = h.closeConnections(f.applies, "closed by fault "+out.ID)
+		code, why := iothub.ServiceUnavailable, "closed by fault "+out.ID
+		if f.Kind == iothub.FaultExpireToken {
+			code, why = iothub.IotHubUnauthorized, "the token expired (fault "+out.ID+")"
+		}
+		out.Hits = h.closeConnections(f.applies, iothub.Errorf(code, "%s", why))
 	case iothub.FaultRestart:
-		out.Hits = h.closeConnections(func(string) bool { return true }, "the hub restarted (fault "+out.ID+")")
+		out.Hits = h.closeConnections(func(string) bool { return true }, iothub.Errorf(iothub.ServiceUnavailable, "the hub restarted (fault %s)", out.ID))
 	}
 	if oneShot || f.Kind == iothub.FaultExpireToken {
 		r.mu.Lock()
@@ -374,7 +378,7 @@ func (h *Hub) AddFault(in iothub.Fault) (iothub.Fault, error) {
 
 // closeConnections closes the connection of every identity match
 // accepts and returns how many it closed.
-func (h *Hub) closeConnections(match func(key string) bool, reason string) int {
+func (h *Hub) closeConnections(match func(key string) bool, reason *iothub.Error) int {
 	h.mu.RLock()
 	var links []Link
 	for key, e := range h.devices {
