@@ -89,7 +89,8 @@ func (h *Hub) CreateFileUpload(ctx context.Context, key, blobName string) (iothu
 	}
 	var id [24]byte
 	_, _ = rand.Read(id[:])
-	cid := base64.StdEncoding.EncodeToString(id[:])
+	// URL-safe, so no SDK's escaping of the notification path can change it.
+	cid := base64.RawURLEncoding.EncodeToString(id[:])
 	f.mu.Lock()
 	if f.pending == nil {
 		f.pending = map[string]pendingUpload{}
