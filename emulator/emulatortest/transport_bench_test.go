@@ -205,7 +205,11 @@ func (d *httpsDevice) send(n int) error {
 
 // runSenders splits b.N messages across senders and reports
 // acknowledged messages/s and CPU per message.
-func runSenders(b *testing.B, senders []func(n int) error) {
+func runSenders(b *testing.B, senders []func(n int) error) { runSpread(b, senders, "acked-msgs/s") }
+
+// runSpread splits b.N operations across senders and reports their rate
+// in unit and the CPU per operation.
+func runSpread(b *testing.B, senders []func(n int) error, unit string) {
 	cpu := startCPU()
 	b.ResetTimer()
 	start := time.Now()
@@ -216,7 +220,7 @@ func runSenders(b *testing.B, senders []func(n int) error) {
 		b.Fatal(err)
 	}
 	cpu.report(b)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acked-msgs/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit)
 }
 
 // spread sends n messages split evenly across senders, all at once, and

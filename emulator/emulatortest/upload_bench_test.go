@@ -130,15 +130,5 @@ func putBlob(ctx context.Context, hc *http.Client, url string, body []byte) erro
 
 func runUploads(b *testing.B, senders []func(int) error) {
 	b.SetBytes(uploadSize)
-	cpu := startCPU()
-	b.ResetTimer()
-	start := time.Now()
-	err := spread(b.N, senders)
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cpu.report(b)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "uploads/s")
+	runSpread(b, senders, "uploads/s")
 }
