@@ -29,10 +29,10 @@ type amqpTransport struct {
 	c   *Client
 	tls *tls.Config
 
-	mu      sync.Mutex
-	live    *amqpLinks                 // guarded by mu; nil while disconnected
-	ready   chan struct{}              // guarded by mu; closed once live is set
-	pending map[string]chan twinResult // guarded by mu
+	mu    sync.Mutex
+	live  *amqpLinks    // guarded by mu; nil while disconnected
+	ready chan struct{} // guarded by mu; closed once live is set
+	twins twinRequests
 }
 
 // amqpLinks are one connection's senders.
@@ -44,7 +44,7 @@ type amqpLinks struct {
 }
 
 func newAMQP(c *Client, tlsCfg *tls.Config) *amqpTransport {
-	return &amqpTransport{c: c, tls: tlsCfg, ready: make(chan struct{}), pending: map[string]chan twinResult{}}
+	return &amqpTransport{c: c, tls: tlsCfg, ready: make(chan struct{})}
 }
 
 func (t *amqpTransport) connect(ctx context.Context) error {
@@ -325,13 +325,7 @@ func (t *amqpTransport) receiveTwin(l *amqpLinks, r *amqplink.Receiver) {
 			status = 200
 		}
 		version, _ := wire.AsInt(d.MessageAnnotations[wire.Symbol(wire.TwinVersion)])
-		t.mu.Lock()
-		ch := t.pending[corr]
-		delete(t.pending, corr)
-		t.mu.Unlock()
-		if ch != nil {
-			ch <- twinResult{status: int(status), version: version, body: d.Body()}
-		}
+		t.twins.answer(corr, twinResult{status: int(status), version: version, body: d.Body()})
 	}
 }
 
@@ -366,15 +360,8 @@ func (t *amqpTransport) twin(ctx context.Context, patch []byte) (twinResult, err
 // answer with its correlation-id.
 func (t *amqpTransport) twinRequest(ctx context.Context, l *amqpLinks, ann map[any]any, body []byte) (twinResult, error) {
 	id := newUUID().String()
-	ch := make(chan twinResult, 1)
-	t.mu.Lock()
-	t.pending[id] = ch
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		delete(t.pending, id)
-		t.mu.Unlock()
-	}()
+	ch, done := t.twins.await(id)
+	defer done()
 	m := &wire.Message{MessageAnnotations: ann, Properties: &wire.Properties{CorrelationID: id}, Data: [][]byte{body}}
 	if err := l.twin.Send(ctx, m); err != nil {
 		return twinResult{}, amqpErr(err)

@@ -169,6 +169,41 @@ type twinResult struct {
 	body    []byte
 }
 
+// twinRequests pairs twin requests with their answers by request id
+// (MQTT's $rid, AMQP's correlation-id).
+type twinRequests struct {
+	mu      sync.Mutex
+	pending map[string]chan twinResult // guarded by mu
+}
+
+// await registers a request; its answer comes on the channel until done
+// is called.
+func (r *twinRequests) await(id string) (answer <-chan twinResult, done func()) {
+	ch := make(chan twinResult, 1)
+	r.mu.Lock()
+	if r.pending == nil {
+		r.pending = map[string]chan twinResult{}
+	}
+	r.pending[id] = ch
+	r.mu.Unlock()
+	return ch, func() {
+		r.mu.Lock()
+		delete(r.pending, id)
+		r.mu.Unlock()
+	}
+}
+
+// answer hands res to the request id, if one still waits.
+func (r *twinRequests) answer(id string, res twinResult) {
+	r.mu.Lock()
+	ch := r.pending[id]
+	delete(r.pending, id)
+	r.mu.Unlock()
+	if ch != nil {
+		ch <- res
+	}
+}
+
 // err is the hub's error a twin answer carries, or nil.
 func (r twinResult) err() error {
 	if r.status < 300 {

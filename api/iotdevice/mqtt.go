@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,13 +21,11 @@ type mqttTransport struct {
 	cli      paho.Client
 	rid      atomic.Uint64
 	connects atomic.Int64
-
-	mu      sync.Mutex
-	pending map[string]chan twinResult // guarded by mu
+	twins    twinRequests
 }
 
 func newMQTT(c *Client, tlsCfg *tls.Config) *mqttTransport {
-	t := &mqttTransport{c: c, pending: map[string]chan twinResult{}}
+	t := &mqttTransport{c: c}
 	po := paho.NewClientOptions().
 		AddBroker(t.brokerURL()).
 		SetClientID(clientID(c.cs)).
@@ -168,13 +165,7 @@ func (t *mqttTransport) onMessage(_ paho.Client, m paho.Message) {
 			return tok.Error()
 		})
 	case topic.TwinResponse:
-		t.mu.Lock()
-		ch := t.pending[tp.RequestID]
-		delete(t.pending, tp.RequestID)
-		t.mu.Unlock()
-		if ch != nil {
-			ch <- twinResult{status: tp.Status, version: tp.Version, body: m.Payload()}
-		}
+		t.twins.answer(tp.RequestID, twinResult{status: tp.Status, version: tp.Version, body: m.Payload()})
 	case topic.C2D:
 		t.c.deliverC2D(m.Payload(), tp.Properties, m.Ack) // the hub completes the message on this PUBACK
 	case topic.TwinDesired:
@@ -188,15 +179,8 @@ func (t *mqttTransport) twin(ctx context.Context, patch []byte) (twinResult, err
 		build, body = topic.PatchReported, patch
 	}
 	rid := strconv.FormatUint(t.rid.Add(1), 10)
-	ch := make(chan twinResult, 1)
-	t.mu.Lock()
-	t.pending[rid] = ch
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		delete(t.pending, rid)
-		t.mu.Unlock()
-	}()
+	ch, done := t.twins.await(rid)
+	defer done()
 	if err := wait(ctx, t.cli.Publish(build(rid).String(), 0, false, body)); err != nil {
 		return twinResult{}, err
 	}
