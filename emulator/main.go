@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tier := f.String("tier", "", "emulate the throttles, daily quota and features of this IoT Hub tier: F1, B1, B2, B3, S1, S2 or S3 (empty: no limits)")
 	units := f.Int("units", 1, "units of the emulated tier")
 	window := f.Duration("throttle-window", time.Minute, "how much of a throttle's rate may be spent at once (Azure applies its throttles over minute ranges)")
+	queue := f.Duration("throttle-queue", 0, "how long an operation over a throttle waits in the traffic-shaping queue before a 429 (0: refused at once)")
 	latency := f.String("latency", "none", "latency added to operations: none, azure-like, or a duration such as 50ms")
 	version := f.Bool("version", false, "print the version and exit")
 	logFlags := f.LogFlags()
@@ -99,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", cmdline.ErrUsage, err)
 		}
-		cfg.Tier = iothub.TierSettings{Tier: t, Units: *units, Window: iothub.Duration(*window)}
+		cfg.Tier = iothub.TierSettings{Tier: t, Units: *units, Window: iothub.Duration(*window), Queue: iothub.Duration(*queue)}
 	}
 	if *skew == 0 {
 		cfg.TokenSkew = -1

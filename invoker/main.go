@@ -82,7 +82,7 @@ var commands = []command{
 	{"files", nil, "[-count N] [-timeout D] [-download DIR -storage-connection-string S]   follow file upload notifications, as a back end's file notification receiver, downloading each file", noSub(cmdFiles)},
 	{"c2d", []string{"send", "purge"}, "send -device ID -body TEXT [-property k=v]   a cloud-to-device message, over AMQP; c2d purge -device ID", cmdC2D},
 	{"fault", []string{"add", "list", "clear"}, "add -kind K [-device ID] [-operation OP] [-error-code C] [-count N] [-delay D] [-duration D]; fault list; fault clear [-id ID]   the emulator's faults on demand", cmdFault},
-	{"tier", nil, "[-set S1 [-units N] [-window D] | -set off]   show or set the tier the emulator emulates", noSub(cmdTier)},
+	{"tier", nil, "[-set S1 [-units N] [-window D] [-queue D] | -set off] show or set the tier the emulator emulates", noSub(cmdTier)},
 }
 
 var errUsage = fmt.Errorf("%w: run invoker help for the commands, and a command with -h for its flags", cmdline.ErrUsage)

@@ -3,7 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,6 +110,7 @@ func cmdTier(ctx context.Context, e *env, args []string) error {
 	set := e.flags.String("set", "", "emulate this tier: F1, B1, B2, B3, S1, S2 or S3; \"off\" throttles nothing")
 	units := e.flags.Int("units", 1, "with -set: units of the tier")
 	window := e.flags.Duration("window", time.Minute, "with -set: how much of a throttle's rate may be spent at once")
+	queue := e.flags.Duration("queue", 0, "with -set: how long an operation over a throttle waits in the traffic-shaping queue before a 429")
 	if err := e.parse(args); err != nil {
 		return err
 	}
@@ -126,7 +128,7 @@ func cmdTier(ctx context.Context, e *env, args []string) error {
 		if perr != nil {
 			return perr
 		}
-		t, err = e.svc.SetTier(ctx, iothub.TierSettings{Tier: tier, Units: *units, Window: iothub.Duration(*window)})
+		t, err = e.svc.SetTier(ctx, iothub.TierSettings{Tier: tier, Units: *units, Window: iothub.Duration(*window), Queue: iothub.Duration(*queue)})
 	}
 	if err != nil {
 		return err
@@ -136,13 +138,16 @@ func cmdTier(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	line := fmt.Sprintf("%s × %d, window %s; daily quota used: %d of %d", t.Tier, t.Units, time.Duration(t.Window), t.MessagesToday, t.Tier.DailyMessages(t.Units))
-	keys := make([]string, 0, len(t.Throttled))
-	for k := range t.Throttled {
-		keys = append(keys, k)
+	if t.Queue > 0 {
+		line = fmt.Sprintf("%s × %d, window %s, queue %s; daily quota used: %d of %d", t.Tier, t.Units, time.Duration(t.Window), time.Duration(t.Queue), t.MessagesToday, t.Tier.DailyMessages(t.Units))
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		line += fmt.Sprintf("\n  refused %s: %d", k, t.Throttled[k])
+	for _, counts := range []struct {
+		what string
+		n    map[string]int64
+	}{{"refused", t.Throttled}, {"queued", t.Shaped}} {
+		for _, k := range slices.Sorted(maps.Keys(counts.n)) {
+			line += fmt.Sprintf("\n  %s %s: %d", counts.what, k, counts.n[k])
+		}
 	}
 	e.print(t, line)
 	return nil

@@ -150,7 +150,7 @@ func (c *Client) hubDo(ctx context.Context, hc *http.Client, method, path string
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if res.StatusCode >= 300 {
-		return 0, nil, nil, iothub.ParseErrorResponse(res.StatusCode, res.Header.Get(iothub.HeaderErrorCode), b)
+		return 0, nil, nil, iothub.ParseErrorResponse(res.StatusCode, res.Header, b)
 	}
 	return res.StatusCode, b, res.Header, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -212,13 +213,17 @@ func (e *Error) MethodEnvelope(trackingID string, now time.Time) Envelope {
 	return Envelope{Message: string(inner)}
 }
 
-// ParseErrorResponse turns an error response of the service API back into
-// an *Error: the code comes from the iothub-errorcode header, the numeric
-// code or the "ErrorCode:" prefix in the body, else from the HTTP status.
-func ParseErrorResponse(status int, header string, body []byte) *Error {
+// ParseErrorResponse turns an error response of the service or device
+// HTTPS API back into an *Error: the code comes from the iothub-errorcode
+// header, the numeric code or the "ErrorCode:" prefix in the body, else
+// from the HTTP status; RetryAfter from a Retry-After of whole seconds.
+func ParseErrorResponse(status int, header http.Header, body []byte) *Error {
 	e := &Error{Message: fmt.Sprintf("HTTP status %d", status)}
-	if c, ok := ParseErrorCode(header); ok {
+	if c, ok := ParseErrorCode(header.Get(HeaderErrorCode)); ok {
 		e.Code = c
+	}
+	if secs, err := strconv.Atoi(header.Get("Retry-After")); err == nil && secs > 0 {
+		e.RetryAfter = time.Duration(secs) * time.Second
 	}
 	var env Envelope
 	if json.Unmarshal(body, &env) == nil && env.Message != "" {

@@ -20,6 +20,15 @@ type TierSettings struct {
 	// token bucket holds rate × window): Azure applies its throttles over
 	// "minute ranges", so a minute by default.
 	Window Duration `json:"window,omitempty"`
+	// Queue is how long an operation over its throttle may wait in the
+	// traffic-shaping queue before it is refused: Azure first delays
+	// requests past a throttle, then answers 429 once its queue is full
+	// (its depth is not documented). Zero refuses at once, which is what
+	// tests that provoke throttling want.
+	Queue Duration `json:"queue,omitempty"`
+	// Shaped counts the operations delayed by the queue, by operation.
+	// A job's device operations are always shaped, never refused.
+	Shaped map[string]int64 `json:"shaped,omitempty"`
 	// Throttled counts the operations refused so far, by operation; the
 	// daily quota as "dailyQuota".
 	Throttled map[string]int64 `json:"throttled,omitempty"`

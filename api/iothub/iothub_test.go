@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -235,22 +236,25 @@ func TestParseErrorResponse(t *testing.T) {
 	tests := []struct {
 		name    string
 		status  int
-		header  string
+		header  http.Header
 		body    []byte
 		code    ErrorCode
 		message string
+		retry   time.Duration
 	}{
-		{"RegistryEnvelope", 409, "DeviceAlreadyExists", regBody, DeviceAlreadyExists, "A device with ID 'x' is already registered."},
-		{"MethodEnvelope", 404, "DeviceNotOnline", methBody, DeviceNotOnline, "not online"},
-		{"NoHeader", 409, "", regBody, DeviceAlreadyExists, "A device with ID 'x' is already registered."},
-		{"NotJSON", 502, "", []byte("<html>"), ErrorCode(502000), "HTTP status 502"},
-		{"PlainMessage", 400, "ArgumentInvalid", []byte(`{"Message":"bad"}`), ArgumentInvalid, "bad"},
+		{"RegistryEnvelope", 409, http.Header{"Iothub-Errorcode": {"DeviceAlreadyExists"}}, regBody, DeviceAlreadyExists, "A device with ID 'x' is already registered.", 0},
+		{"MethodEnvelope", 404, http.Header{"Iothub-Errorcode": {"DeviceNotOnline"}}, methBody, DeviceNotOnline, "not online", 0},
+		{"NoHeader", 409, http.Header{}, regBody, DeviceAlreadyExists, "A device with ID 'x' is already registered.", 0},
+		{"NotJSON", 502, nil, []byte("<html>"), ErrorCode(502000), "HTTP status 502", 0},
+		{"PlainMessage", 400, http.Header{"Iothub-Errorcode": {"ArgumentInvalid"}}, []byte(`{"Message":"bad"}`), ArgumentInvalid, "bad", 0},
+		{"Throttled", 429, http.Header{"Iothub-Errorcode": {"ThrottlingException"}, "Retry-After": {"3"}}, []byte(`{"Message":"slow down"}`), ThrottlingException, "slow down", 3 * time.Second},
+		{"RetryAfterDate", 429, http.Header{"Retry-After": {"Wed, 21 Oct 2026 07:28:00 GMT"}}, nil, ErrorCode(429000), "HTTP status 429", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := ParseErrorResponse(tt.status, tt.header, tt.body)
-			if e.Code != tt.code || e.Message != tt.message {
-				t.Fatalf("got %v %q, want %v %q", e.Code, e.Message, tt.code, tt.message)
+			if e.Code != tt.code || e.Message != tt.message || e.RetryAfter != tt.retry {
+				t.Fatalf("got %v %q %v, want %v %q %v", e.Code, e.Message, e.RetryAfter, tt.code, tt.message, tt.retry)
 			}
 		})
 	}

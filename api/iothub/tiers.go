@@ -57,12 +57,13 @@ const (
 	OpTwinRead       Operation = "twinRead"       // device and module twin reads
 	OpTwinUpdate     Operation = "twinUpdate"     // device and module twin updates
 	OpJobs           Operation = "jobs"           // jobs: create, get, list, cancel
+	OpJobDevice      Operation = "jobDevice"      // a job's operations on its devices: twin updates, method calls
 	OpConfigurations Operation = "configurations" // configurations and deployments
 )
 
 // Operations lists the throttled operations.
 var Operations = []Operation{OpRegistry, OpConnect, OpD2C, OpC2DSend, OpC2DReceive, OpFileUpload, OpMethod,
-	OpQuery, OpTwinRead, OpTwinUpdate, OpJobs, OpConfigurations}
+	OpQuery, OpTwinRead, OpTwinUpdate, OpJobs, OpJobDevice, OpConfigurations}
 
 // ParseOperation reads an operation's name, in any case.
 func ParseOperation(s string) (Operation, error) {
@@ -81,7 +82,7 @@ func (t Tier) Available(op Operation) bool {
 		return true
 	}
 	switch op {
-	case OpC2DSend, OpC2DReceive, OpMethod, OpTwinRead, OpTwinUpdate, OpJobs, OpConfigurations:
+	case OpC2DSend, OpC2DReceive, OpMethod, OpTwinRead, OpTwinUpdate, OpJobs, OpJobDevice, OpConfigurations:
 		return false
 	}
 	return true
@@ -107,6 +108,7 @@ var throttles = map[Operation]throttle{
 	OpTwinRead:       {rate: [3]float64{100, 10, 500}, perUnit: [3]bool{false, true, true}, floor: [3]float64{0, 100, 0}},
 	OpTwinUpdate:     {rate: [3]float64{50, 5, 250}, perUnit: [3]bool{false, true, true}, floor: [3]float64{0, 50, 0}},
 	OpJobs:           {rate: [3]float64{100.0 / 60, 100.0 / 60, 5000.0 / 60}, perUnit: [3]bool{true, true, true}},
+	OpJobDevice:      {rate: [3]float64{10, 1, 50}, perUnit: [3]bool{false, true, true}, floor: [3]float64{0, 10, 0}},
 	OpConfigurations: {rate: [3]float64{20.0 / 60, 20.0 / 60, 20.0 / 60}, perUnit: [3]bool{true, true, true}},
 }
 

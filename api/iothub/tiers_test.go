@@ -24,13 +24,17 @@ func TestTierRates(t *testing.T) {
 		{TierS1, 3, OpQuery, 1},
 		{TierS3, 1, OpMethod, 6000},
 		{TierB1, 1, OpMethod, 40},
+		{TierS1, 4, OpJobDevice, 10},
+		{TierS2, 4, OpJobDevice, 10},
+		{TierS2, 30, OpJobDevice, 30},
+		{TierS3, 2, OpJobDevice, 100},
 	}
 	for _, tt := range tests {
 		if got := tt.tier.Rate(tt.op, tt.units); got-tt.want > 1e-9 || tt.want-got > 1e-9 {
 			t.Errorf("%s×%d %s = %v, want %v", tt.tier, tt.units, tt.op, got, tt.want)
 		}
 	}
-	if TierB2.Available(OpTwinRead) || TierB1.Available(OpMethod) || TierB3.Available(OpC2DSend) || !TierB1.Available(OpD2C) || !TierS1.Available(OpMethod) {
+	if TierB2.Available(OpTwinRead) || TierB1.Available(OpMethod) || TierB3.Available(OpC2DSend) || TierB1.Available(OpJobDevice) || !TierB1.Available(OpD2C) || !TierS1.Available(OpMethod) {
 		t.Error("basic-tier availability")
 	}
 	if TierF1.DailyMessages(3) != 8000 || TierS2.DailyMessages(2) != 12_000_000 || TierF1.MeterBytes() != 512 || TierS1.MeterBytes() != 4096 {

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -158,12 +157,7 @@ func (c *Client) do(ctx context.Context, r request) (http.Header, error) {
 	}
 	errorBody := r.errorBody != 0 && resp.Header.Get(iothub.HeaderErrorCode) == r.errorBody.String()
 	if resp.StatusCode >= 300 && !errorBody {
-		err := iothub.ParseErrorResponse(resp.StatusCode, resp.Header.Get(iothub.HeaderErrorCode), data)
-		var he *iothub.Error
-		if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && errors.As(err, &he) {
-			he.RetryAfter = time.Duration(secs) * time.Second
-		}
-		return resp.Header, err
+		return resp.Header, iothub.ParseErrorResponse(resp.StatusCode, resp.Header, data)
 	}
 	if r.out != nil && len(data) > 0 {
 		d := json.NewDecoder(bytes.NewReader(data))

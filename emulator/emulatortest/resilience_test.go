@@ -6,6 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +19,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
 
 // Ensure that an emulated S1 hub throttles as Azure's table says, through
@@ -231,5 +237,176 @@ func TestFaults(t *testing.T) {
 		if _, err := svc.AddFault(ctx, bad); iothub.CodeOf(err) != iothub.ArgumentInvalid {
 			t.Errorf("fault %+v: %v, want ArgumentInvalid", bad, err)
 		}
+	}
+}
+
+// manualClock is a hub clock that moves only when told, so a throttle's
+// bucket refills exactly when a test says.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// Ensure that every row of Azure's throttle table throttles through the
+// protocol its callers use: on an S1 hub whose buckets hold one operation
+// (a window of a nanosecond) and a clock that stands still, an
+// operation's first call goes through, its second is refused with 429
+// ThrottlingException and a Retry-After (or the protocol's equivalent),
+// the refusal is counted under that operation alone, and once the clock
+// has moved by the Retry-After the call goes through again. A job is
+// never refused: its device operations queue at their own throttle.
+// With a traffic-shaping queue, a call over the throttle waits instead.
+func TestEveryThrottle(t *testing.T) {
+	t.Parallel()
+	clock := &manualClock{now: time.Now()}
+	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) { c.Now = clock.Now }))
+	ctx := testCtx(t)
+	svc := e.Service(t)
+	cs := e.AddDevice(t, "limited")
+	connector := e.AddDevice(t, "connector") // not connected otherwise: a connect of limited would replace dev's
+	for _, id := range []string{"job-a", "job-b", "job-c"} {
+		e.AddDevice(t, id)
+	}
+	dev := e.Dial(t, cs, iotdevice.Options{})
+	dev.OnMethod("echo", func(_ context.Context, p json.RawMessage) (int, any) { return 200, nil })
+	https := e.Dial(t, e.TransportString(cs, iotdevice.HTTPS), iotdevice.Options{Transport: iotdevice.HTTPS, PollInterval: time.Hour})
+	token, err := sas.New(sas.DeviceResource(cs.HostName, "limited", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// deviceHTTPS is a device's HTTPS request, answered as an *iothub.Error
+	// when it is not 2xx.
+	deviceHTTPS := func(method, path string) error {
+		req, _ := http.NewRequestWithContext(ctx, method, "https://"+e.HTTPSAddr()+path+"?api-version="+iothub.APIVersion, strings.NewReader(`{"blobName":"b.txt"}`))
+		req.Host = cs.HostName
+		req.Header.Set("Authorization", token.String())
+		req.Header.Set("Content-Type", "application/json")
+		res, err := e.HTTPClient().Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		if res.StatusCode < 300 {
+			return nil
+		}
+		body, _ := io.ReadAll(res.Body)
+		return iothub.ParseErrorResponse(res.StatusCode, res.Header, body)
+	}
+	connect := func(tr iotdevice.Transport) func() error {
+		return func() error {
+			c, err := iotdevice.New(e.TransportString(connector, tr), iotdevice.Options{Transport: tr, CAFile: e.CAFile()})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.Connect(ctx)
+		}
+	}
+	small := iothub.MethodRequest{MethodName: "echo", Payload: json.RawMessage(`1`)}
+	rows := []struct {
+		op   iothub.Operation
+		call func() error
+		// throttled recognizes a refusal without a Retry-After (nil:
+		// 429 ThrottlingException with one).
+		throttled func(error) bool
+	}{
+		{iothub.OpRegistry, func() error { _, err := svc.Device(ctx, "limited"); return err }, nil},
+		{iothub.OpQuery, func() error { _, err := svc.Query(ctx, "SELECT * FROM devices", 10); return err }, nil},
+		{iothub.OpTwinRead, func() error { _, err := svc.Twin(ctx, "limited"); return err }, nil},
+		{iothub.OpTwinUpdate, func() error {
+			_, err := svc.UpdateTwin(ctx, "limited", iothub.NewTwinPatch(map[string]any{"k": 1}, nil), "*")
+			return err
+		}, nil},
+		{iothub.OpMethod, func() error { _, err := svc.InvokeMethod(ctx, "limited", small); return err }, nil},
+		{iothub.OpJobs, func() error { _, err := svc.Jobs(ctx, "", ""); return err }, nil},
+		{iothub.OpConfigurations, func() error { _, err := svc.Configurations(ctx, 0); return err }, nil},
+		// AMQP rejects a send with its error's condition, and no Retry-After.
+		{iothub.OpC2DSend, func() error { return svc.SendC2D(ctx, "limited", iothub.CloudToDeviceMessage{Body: "hi"}) },
+			func(err error) bool { return iothub.CodeOf(err) == iothub.ThrottlingException }},
+		{iothub.OpD2C, func() error { return https.SendEvent(ctx, []byte("d2c"), nil) }, nil},
+		{iothub.OpC2DReceive, func() error { return deviceHTTPS(http.MethodGet, "/devices/limited/messages/devicebound") }, nil},
+		{iothub.OpFileUpload, func() error {
+			// No storage is configured: an admitted upload is 400.
+			if err := deviceHTTPS(http.MethodPost, "/devices/limited/files"); iothub.CodeOf(err) != iothub.ArgumentInvalid {
+				return err
+			}
+			return nil
+		}, nil},
+		{iothub.OpConnect, connect(iotdevice.MQTT), func(err error) bool { return err != nil }},
+		{iothub.OpConnect, connect(iotdevice.AMQP), func(err error) bool { return err != nil }},
+	}
+	if _, err := svc.SetTier(ctx, iothub.TierSettings{Tier: iothub.TierS1, Window: iothub.Duration(time.Nanosecond)}); err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]int64{}
+	for _, row := range rows {
+		clock.Advance(time.Minute) // every bucket full again
+		if err := row.call(); err != nil {
+			t.Fatalf("%s, first call: %v", row.op, err)
+		}
+		err := row.call()
+		var he *iothub.Error
+		switch {
+		case row.throttled != nil:
+			if !row.throttled(err) {
+				t.Fatalf("%s, second call: %v; want it refused", row.op, err)
+			}
+		case !errors.As(err, &he) || he.Code != iothub.ThrottlingException || he.RetryAfter <= 0:
+			t.Fatalf("%s, second call: %v; want 429 ThrottlingException with a Retry-After", row.op, err)
+		}
+		refused[string(row.op)]++
+		tier, err := svc.Tier(ctx)
+		if err != nil || !maps.Equal(tier.Throttled, refused) {
+			t.Fatalf("after %s: refusals %v, %v; want %v", row.op, tier.Throttled, err, refused)
+		}
+		wait := time.Minute
+		if he != nil {
+			wait = he.RetryAfter
+		}
+		clock.Advance(wait)
+		if err := row.call(); err != nil {
+			t.Fatalf("%s after the Retry-After: %v", row.op, err)
+		}
+	}
+
+	job, err := svc.ScheduleJob(ctx, iothub.Job{JobID: "paced", Type: iothub.JobScheduleUpdateTwin, QueryCondition: "deviceId IN ['job-a', 'job-b', 'job-c']",
+		UpdateTwin: &iothub.TwinPatch{ETag: "*", Tags: map[string]any{"paced": true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the paced job completes", func() error {
+		clock.Advance(time.Minute) // the jobs bucket, for the polls
+		j, err := svc.Job(ctx, job.JobID)
+		if err != nil {
+			return err
+		}
+		if j.Status != iothub.JobCompleted || j.DeviceJobStatistics == nil || j.DeviceJobStatistics.SucceededCount != 3 {
+			return fmt.Errorf("job %s, %+v", j.Status, j.DeviceJobStatistics)
+		}
+		return nil
+	})
+	if tier, err := svc.Tier(ctx); err != nil || tier.Shaped["jobDevice"] != 2 || tier.Throttled["jobDevice"] != 0 {
+		t.Fatalf("a job of three devices with one token: shaped %v, refused %v, %v; want two queued, none refused", tier.Shaped, tier.Throttled, err)
+	}
+
+	clock.Advance(time.Minute)
+	if _, err := svc.SetTier(ctx, iothub.TierSettings{Tier: iothub.TierS1, Window: iothub.Duration(time.Nanosecond), Queue: iothub.Duration(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	update := rows[3].call
+	for i := range 3 {
+		if err := update(); err != nil {
+			t.Fatalf("twin update %d with a queue of a second: %v", i, err)
+		}
+	}
+	if tier, err := svc.Tier(ctx); err != nil || tier.Shaped["twinUpdate"] != 2 || len(tier.Throttled) != 0 {
+		t.Fatalf("shaped %v, refused %v, %v; want two twin updates queued and none refused", tier.Shaped, tier.Throttled, err)
 	}
 }

@@ -369,16 +369,18 @@ func (h *Hub) runDevice(ctx context.Context, jb *job, dj *iothub.DeviceJob) {
 	j := jb.j
 	jb.mu.Unlock()
 
+	// The tier's throttle of job device operations paces the job.
+	err := h.Admit(ctx, iothub.OpJobDevice, dj.DeviceID, 0)
 	var outcome *iothub.DeviceJobOutcome
-	var err error
-	switch j.Type {
-	case iothub.JobScheduleDeviceMethod:
+	switch {
+	case err != nil:
+	case j.Type == iothub.JobScheduleDeviceMethod:
 		var res iothub.MethodResult
 		res, err = h.invokeForJob(ctx, dj.DeviceID, *j.CloudToDeviceMethod)
 		if err == nil {
 			outcome = &iothub.DeviceJobOutcome{DeviceMethodResponse: &res}
 		}
-	case iothub.JobScheduleUpdateTwin:
+	case j.Type == iothub.JobScheduleUpdateTwin:
 		patch := PatchOf(*j.UpdateTwin)
 		_, err = h.UpdateTwin(ctx, dj.DeviceID, patch, "*", false)
 	}

@@ -85,6 +85,7 @@ type resilience struct {
 	tier      iothub.TierSettings          // guarded by mu
 	buckets   map[iothub.Operation]*bucket // guarded by mu
 	throttled map[string]int64             // guarded by mu
+	shaped    map[string]int64             // guarded by mu
 	day       int64                        // guarded by mu: the UTC day of used
 	used      int64                        // guarded by mu: daily quota meters used that day
 	latency   *Latency                     // guarded by mu
@@ -92,20 +93,30 @@ type resilience struct {
 	nextID    int                          // guarded by mu
 }
 
-// bucket is a token bucket: rate per second, up to capacity.
+// bucket is a token bucket: rate per second, up to capacity. Below zero
+// it is the traffic-shaping queue: operations admitted on credit, each
+// waiting for its token.
 type bucket struct {
 	tokens, capacity, rate float64
 	last                   time.Time
 }
 
-func (b *bucket) take(now time.Time, cost float64) (time.Duration, bool) {
+// take spends cost tokens. It answers how long the operation must wait
+// for them and whether it may: an operation that would wait longer than
+// queue is refused, and then wait is when a retry would be queued.
+func (b *bucket) take(now time.Time, cost float64, queue time.Duration) (time.Duration, bool) {
 	b.tokens = math.Min(b.capacity, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	b.last = now
 	if b.tokens >= cost {
 		b.tokens -= cost
 		return 0, true
 	}
-	return time.Duration((cost - b.tokens) / b.rate * float64(time.Second)), false
+	wait := time.Duration((cost - b.tokens) / b.rate * float64(time.Second))
+	if wait <= queue {
+		b.tokens -= cost
+		return wait, true
+	}
+	return wait - queue, false
 }
 
 func (r *resilience) refreshOnLocked() {
@@ -129,7 +140,7 @@ func (h *Hub) SetTier(s iothub.TierSettings) error {
 	r := &h.res
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.tier = iothub.TierSettings{Tier: s.Tier, Units: s.Units, Window: s.Window}
+	r.tier = iothub.TierSettings{Tier: s.Tier, Units: s.Units, Window: s.Window, Queue: max(s.Queue, 0)}
 	r.buckets = map[iothub.Operation]*bucket{}
 	now := h.now()
 	for _, op := range iothub.Operations {
@@ -137,10 +148,10 @@ func (h *Hub) SetTier(s iothub.TierSettings) error {
 		capacity := math.Max(1, rate*time.Duration(s.Window).Seconds())
 		r.buckets[op] = &bucket{tokens: capacity, capacity: capacity, rate: rate, last: now}
 	}
-	r.throttled = map[string]int64{}
+	r.throttled, r.shaped = map[string]int64{}, map[string]int64{}
 	r.refreshOnLocked()
 	if s.Tier != "" {
-		h.log.Info("tier emulation", "tier", s.Tier, "units", s.Units, "window", time.Duration(s.Window).String())
+		h.log.Info("tier emulation", "tier", s.Tier, "units", s.Units, "window", time.Duration(s.Window).String(), "queue", time.Duration(s.Queue).String())
 	}
 	return nil
 }
@@ -163,6 +174,9 @@ func (h *Hub) Tier() iothub.TierSettings {
 	if len(r.throttled) > 0 {
 		s.Throttled = maps.Clone(r.throttled)
 	}
+	if len(r.shaped) > 0 {
+		s.Shaped = maps.Clone(r.shaped)
+	}
 	if r.day == h.now().Unix()/86400 {
 		s.MessagesToday = r.used
 	}
@@ -174,11 +188,23 @@ func (h *Hub) Tier() iothub.TierSettings {
 // waits for the latency and delay faults (or ctx). It answers nil, the
 // error Azure would give, or ErrDropped.
 func (h *Hub) Admit(ctx context.Context, op iothub.Operation, deviceID string, size int) error {
+	return h.admit(ctx, op, deviceID, size, true)
+}
+
+// AdmitDeviceRequest lets a device's HTTPS request through the connect
+// faults and latency. It spends nothing of the connect throttle, which
+// counts connections established, and a request on a kept-alive HTTPS
+// connection establishes none.
+func (h *Hub) AdmitDeviceRequest(ctx context.Context, deviceID string) error {
+	return h.admit(ctx, iothub.OpConnect, deviceID, 0, false)
+}
+
+func (h *Hub) admit(ctx context.Context, op iothub.Operation, deviceID string, size int, throttle bool) error {
 	r := &h.res
 	if !r.on.Load() {
 		return nil
 	}
-	delay, err := r.admit(h, op, deviceID, size)
+	delay, err := r.admit(h, op, deviceID, size, throttle)
 	if delay > 0 {
 		t := time.NewTimer(delay)
 		defer t.Stop()
@@ -193,7 +219,7 @@ func (h *Hub) Admit(ctx context.Context, op iothub.Operation, deviceID string, s
 	return err
 }
 
-func (r *resilience) admit(h *Hub, op iothub.Operation, deviceID string, size int) (time.Duration, error) {
+func (r *resilience) admit(h *Hub, op iothub.Operation, deviceID string, size int, throttle bool) (time.Duration, error) {
 	now := h.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -219,7 +245,7 @@ func (r *resilience) admit(h *Hub, op iothub.Operation, deviceID string, size in
 		}
 	}
 	t := r.tier.Tier
-	if t == "" {
+	if t == "" || !throttle {
 		return delay, nil
 	}
 	if !t.Available(op) {
@@ -230,12 +256,21 @@ func (r *resilience) admit(h *Hub, op iothub.Operation, deviceID string, size in
 	if op == iothub.OpMethod {
 		cost = float64(iothub.Meters(size, iothub.MethodMeter))
 	}
+	queue := time.Duration(r.tier.Queue)
+	if op == iothub.OpJobDevice {
+		queue = math.MaxInt64 // a job slows down to its throttle; it is never refused
+	}
 	if b := r.buckets[op]; b != nil {
-		if wait, ok := b.take(now, cost); !ok {
+		wait, ok := b.take(now, cost, queue)
+		if !ok {
 			r.throttled[string(op)]++
 			e := iothub.Errorf(iothub.ThrottlingException, "%s throttled on %s×%d: %.4g per second", op, t, r.tier.Units, b.rate)
 			e.RetryAfter = wait
 			return delay, e
+		}
+		if wait > 0 {
+			r.shaped[string(op)]++
+			delay += wait
 		}
 	}
 	if op == iothub.OpD2C || op == iothub.OpC2DSend {

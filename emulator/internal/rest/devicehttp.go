@@ -59,9 +59,8 @@ func (s *Server) deviceAuth(next http.Handler) http.Handler {
 			s.writeError(w, r, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "%v", toError(err).Message))
 			return
 		}
-		// Each request is a connection, for the tier's connect throttle
-		// and the outage faults.
-		if err := s.hub.Admit(r.Context(), iothub.OpConnect, id, 0); err != nil {
+		// A connect outage refuses requests too.
+		if err := s.hub.AdmitDeviceRequest(r.Context(), id); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -117,6 +117,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
+	// Now is the hub's clock (timestamps, token expiry, throttles).
+	// Zero means time.Now.
+	Now func() time.Time
 }
 
 // Server is a running emulator.
@@ -187,6 +190,7 @@ func Open(cfg Config) (s *Server, err error) {
 	}
 	s.hub, err = hub.New(s.store, s.store, hub.Options{
 		X509Roots:             roots,
+		Now:                   cfg.Now,
 		ConfigurationInterval: cfg.ConfigurationInterval,
 		HostNames:             cfg.HostNames,
 		Policies:              hub.DefaultPolicies(cfg.KeySeed, cfg.KeySeed2),
