@@ -4,7 +4,7 @@ FUZZTIME  ?= 30s
 BIN       := bin
 BINARIES  := emulator simdevice invoker
 
-.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover
+.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover screenshots
 
 all: lint test
 
@@ -53,6 +53,10 @@ demo: build
 ## conformance: the official Azure IoT Node.js SDKs against the emulator
 conformance: build
 	bash .ci/conformance
+
+## screenshots: the dashboard's main pages, as the browser tests show them, into docs/screenshots/
+screenshots: build
+	SCREENSHOTS=$(CURDIR)/docs/screenshots bash .ci/conformance 18-dashboard
 
 ## bench: benchmarks, written to docs/benchmarks.md
 bench:

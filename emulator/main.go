@@ -45,7 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	extraSANs := f.String("extra-sans", "", "comma-separated extra names or IPs for the server certificate")
 	mqttAddr := f.String("mqtt-addr", ":8883", "MQTT over TLS address")
 	httpsAddr := f.String("https-addr", ":443", "HTTPS address: REST API and MQTT over WebSocket")
-	adminAddr := f.String("admin-addr", ":8080", "plain-HTTP admin address: /health, /ca.pem")
+	adminAddr := f.String("admin-addr", "127.0.0.1:8080", "plain-HTTP admin address: /health, /ca.pem and the dashboard (loopback by default: the dashboard holds the iothubowner key)")
+	dash := f.Bool("dashboard", true, "serve the web dashboard on the admin address")
 	amqpAddr := f.String("amqp-addr", ":5671", "AMQP over TLS address of service clients (cloud-to-device messages, the Event Hubs-compatible endpoint); off to serve none")
 	amqpPlainAddr := f.String("amqp-plain-addr", ":5672", "plain AMQP address, no TLS, of Event Hubs clients given UseDevelopmentEmulator=true; off to serve none")
 	seedFile := f.String("seed-file", "", "JSON file of devices to create at start-up")
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		EventHubName: *ehName, ConsumerGroups: cmdline.SplitList(*groups), Partitions: *partitions,
 		Retention: *retention, RetainEvents: int64(*retainEvents),
 		StorageConnectionString: *storageCS, StorageContainer: *storageContainer, FileUploadSASTTL: *sasTTL,
-		NoFileNotifications: !*fileNotifications, Latency: *latency,
+		NoFileNotifications: !*fileNotifications, Latency: *latency, NoDashboard: !*dash,
 	}
 	if *tier != "" {
 		t, err := iothub.ParseTier(*tier)
@@ -122,6 +123,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "HTTPS is on port %s, not 443: the connection string below works with this project's clients; the official SDKs need 443, 8883 and 5671.\n", port)
 	}
 	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
+	if u := s.DashboardURL(); u != "" {
+		where := "this machine only (loopback); -admin-addr :8080 serves every interface"
+		if host, _, _ := net.SplitHostPort(s.AdminAddr()); host != "" && !net.ParseIP(host).IsLoopback() {
+			where = "every interface: anyone who reaches it holds the iothubowner key"
+		}
+		fmt.Fprintf(stdout, "Dashboard: %s (%s)\n", u, where)
+	}
 	if s.AMQPAddr() != "" {
 		eh, _ := s.EventHubConnectionString("service")
 		fmt.Fprintf(stdout, "Event Hubs-compatible endpoint: %s\n", eh)

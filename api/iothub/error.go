@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -213,12 +212,20 @@ func (e *Error) MethodEnvelope(trackingID string, now time.Time) Envelope {
 	return Envelope{Message: string(inner)}
 }
 
+// Header is a response's headers, as http.Header holds them (an
+// interface, so the hub, which imports this package, stays free of
+// net/http).
+type Header interface{ Get(key string) string }
+
 // ParseErrorResponse turns an error response of the service or device
 // HTTPS API back into an *Error: the code comes from the iothub-errorcode
 // header, the numeric code or the "ErrorCode:" prefix in the body, else
 // from the HTTP status; RetryAfter from a Retry-After of whole seconds.
-func ParseErrorResponse(status int, header http.Header, body []byte) *Error {
+func ParseErrorResponse(status int, header Header, body []byte) *Error {
 	e := &Error{Message: fmt.Sprintf("HTTP status %d", status)}
+	if header == nil {
+		header = noHeader{}
+	}
 	if c, ok := ParseErrorCode(header.Get(HeaderErrorCode)); ok {
 		e.Code = c
 	}
@@ -248,3 +255,7 @@ func ParseErrorResponse(status int, header http.Header, body []byte) *Error {
 	}
 	return e
 }
+
+type noHeader struct{}
+
+func (noHeader) Get(string) string { return "" }

@@ -68,6 +68,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	deny := func(reason string) bool {
 		h.b.log.Info("device connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+		h.b.hub.Record(hub.ActivityError, cl.ID, "MQTT connect refused: "+reason, 0)
 		return false
 	}
 	u, err := topic.ParseUsername(string(pk.Connect.Username))

@@ -92,6 +92,7 @@ func (h *Hub) Attach(ctx context.Context, deviceID string, link Link, persistent
 		old.link.Close(iothub.Errorf(iothub.ConnectionForcefullyClosed, "a new connection of the same device replaced it"))
 	}
 	h.log.Info("device connected", "device", deviceID, "persistent", persistent, "sessionPresent", present)
+	h.Record(ActivityConnected, e.id, "connected", 0)
 	h.deliverC2D(e)
 	return c, present, nil
 }
@@ -117,6 +118,7 @@ func (h *Hub) Detach(c *Conn) {
 	e.live.stateUpdated.Store(h.now().UnixNano())
 	e.notifyLocked()
 	h.log.Info("device disconnected", "device", e.id)
+	h.Record(ActivityDisconnected, e.id, "disconnected", 0)
 }
 
 // Subscribe adds families to c. For a persistent session they are stored

@@ -30,6 +30,7 @@
 //	Conn.callsMu      the method calls pending on a connection
 //	fileState.mu      the file uploads begun
 //	resilience.mu     the emulated tier's buckets and quota, the latency, the faults
+//	activityFeed.mu   the activity feed's ring
 //
 // Order: a goroutine that holds several takes them top to bottom in this
 // list and never the other way. In practice Hub.mu is released before any
@@ -39,8 +40,8 @@
 // connMu, sentMu or callsMu is taken; those three are leaves, as are
 // queue.mu, taken under entry.mu when feedback is queued and never held
 // across its store write, fileState.mu, never held across the storage
-// account's I/O, and resilience.mu, released before a fault closes
-// connections or Admit waits.
+// account's I/O, resilience.mu, released before a fault closes
+// connections or Admit waits, and activityFeed.mu.
 //
 // # Locks and I/O
 //

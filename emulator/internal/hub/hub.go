@@ -184,6 +184,7 @@ type Hub struct {
 	files     fileState
 	ev        events
 	res       resilience
+	activity  activityFeed
 }
 
 // New returns a hub that persists devices to store, and jobs and

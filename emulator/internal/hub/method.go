@@ -17,6 +17,17 @@ import (
 // timeout (else GatewayTimeout). Whatever status the device answers is
 // returned as a result, not an error.
 func (h *Hub) InvokeMethod(ctx context.Context, deviceID string, req iothub.MethodRequest) (iothub.MethodResult, error) {
+	res, err := h.invokeMethod(ctx, deviceID, req)
+	if err != nil {
+		code := iothub.CodeOf(err)
+		h.Record(ActivityMethod, deviceID, fmt.Sprintf("%s: %s", req.MethodName, code), code.HTTPStatus())
+	} else {
+		h.Record(ActivityMethod, deviceID, fmt.Sprintf("%s: answered %d", req.MethodName, res.Status), res.Status)
+	}
+	return res, err
+}
+
+func (h *Hub) invokeMethod(ctx context.Context, deviceID string, req iothub.MethodRequest) (iothub.MethodResult, error) {
 	if err := req.Validate(); err != nil {
 		return iothub.MethodResult{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
 // handleListDevices is GET /devices?top=N; top outside 1–1000 means 1000
@@ -95,6 +96,21 @@ func (s *Server) handleServiceStatistics(w http.ResponseWriter, r *http.Request)
 // handleMessages is an emulator-only convenience: the device's 100 most
 // recent messages in the telemetry log the built-in Event
 // Hubs-compatible endpoint serves, which is how Azure delivers them.
+// handleActivity is GET /emulator/activity?after=N: the hub's activity
+// feed after sequence number N, oldest first (the dashboard's live feed).
+func (s *Server) handleActivity(w http.ResponseWriter, r *http.Request) {
+	after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	if err != nil && r.URL.Query().Get("after") != "" {
+		s.writeError(w, r, iothub.Errorf(iothub.ArgumentInvalid, "after must be a sequence number"))
+		return
+	}
+	out := s.hub.Activities(after, 500)
+	if out == nil {
+		out = []hub.Activity{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 	msgs, err := s.hub.Messages(pathID(r, "id"), 100)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -105,6 +106,7 @@ func (s *Server) routes() http.Handler {
 	s.deviceRoutes(r)
 	r.With(svc).Get("/emulator/devices/{id}/messages", s.handleMessages)
 	r.With(svc).Post("/emulator/devices/{id}/messages/devicebound", s.handleSendC2D)
+	r.With(svc).Get("/emulator/activity", s.handleActivity)
 	r.With(svc).Get("/emulator/tier", s.handleGetTier)
 	r.With(svc).Put("/emulator/tier", s.handlePutTier)
 	r.With(svc).Get("/emulator/faults", s.handleListFaults)
@@ -264,6 +266,11 @@ func (s *Server) logError(r *http.Request, e *iothub.Error) {
 		lvl = slog.LevelError
 	}
 	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code.String(), "message", e.Message)
+	key := pathID(r, "id")
+	if mid := pathID(r, "mid"); mid != "" && key != "" {
+		key = hub.Key(key, mid)
+	}
+	s.hub.Record(hub.ActivityError, key, fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, e.Code), e.Code.HTTPStatus())
 }
 
 func toError(err error) *iothub.Error {

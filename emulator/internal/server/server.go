@@ -24,10 +24,12 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/eventhubs"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/sas"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/amqp"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/broker"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/dashboard"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/wsgate"
@@ -51,8 +53,13 @@ type Config struct {
 	// HTTPSAddr is the HTTPS address (REST and MQTT over WebSocket). Zero
 	// means ":443".
 	HTTPSAddr string
-	// AdminAddr is the plain-HTTP admin address. Zero means ":8080".
+	// AdminAddr is the plain-HTTP admin address: /health, /ca.pem and
+	// the dashboard. Zero means "127.0.0.1:8080": the dashboard holds
+	// the iothubowner key, so it is served to this machine only unless
+	// asked.
 	AdminAddr string
+	// NoDashboard turns the dashboard off.
+	NoDashboard bool
 	// AMQPAddr is the AMQP/TLS address of service clients (their
 	// cloud-to-device messages). Zero means ":5671"; "off" serves none.
 	AMQPAddr string
@@ -251,7 +258,7 @@ func setDefaults(cfg *Config) {
 	}
 	def(&cfg.MQTTAddr, ":8883")
 	def(&cfg.HTTPSAddr, ":443")
-	def(&cfg.AdminAddr, ":8080")
+	def(&cfg.AdminAddr, "127.0.0.1:8080")
 	def(&cfg.AMQPAddr, ":5671")
 	def(&cfg.AMQPPlainAddr, ":5672")
 	def(&cfg.StorageContainer, "fileuploads")
@@ -336,7 +343,7 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.admin = &http.Server{Handler: s.adminHandler(api), ReadHeaderTimeout: 10 * time.Second}
 	s.serve(s.https, tls.NewListener(s.httpsLn, tlsCfg))
 	s.serve(s.admin, s.adminLn)
 	return nil
@@ -367,8 +374,11 @@ func (s *Server) serve(srv *http.Server, ln net.Listener) {
 	}()
 }
 
-func (s *Server) adminHandler() http.Handler {
+func (s *Server) adminHandler(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if !s.cfg.NoDashboard {
+		mux.Handle("/", dashboard.Handler(dashboard.Config{API: api, Session: s.dashboardSession, HostNames: s.cfg.HostNames}))
+	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"status":"ok","mqtt":%q,"https":%q}`+"\n", s.MQTTAddr(), s.HTTPSAddr())
@@ -378,6 +388,33 @@ func (s *Server) adminHandler() http.Handler {
 		w.Write(s.caPEM)
 	})
 	return mux
+}
+
+// dashboardSession is a token of the iothubowner policy for the
+// dashboard's pages, valid for an hour.
+func (s *Server) dashboardSession() (dashboard.Session, error) {
+	p, ok := s.hub.Policy("iothubowner")
+	if !ok {
+		return dashboard.Session{}, errors.New("no iothubowner policy")
+	}
+	exp := time.Now().Add(time.Hour)
+	tok, err := sas.New(s.HostName(), p.Name, p.PrimaryKey, exp)
+	if err != nil {
+		return dashboard.Session{}, err
+	}
+	return dashboard.Session{HostName: s.HostName(), Authorization: tok.String(), Expires: exp}, nil
+}
+
+// DashboardURL is the dashboard's address, or "" when it is off.
+func (s *Server) DashboardURL() string {
+	if s.cfg.NoDashboard {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(s.AdminAddr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // Close stops every listener and connection, waits for them and closes the
