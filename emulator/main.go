@@ -6,6 +6,8 @@
 //
 //	emulator [flags]          run the hub
 //	emulator health [flags]   exit 0 if a running hub's admin port answers (for container health checks)
+//	emulator check [flags]    verify the store of a data directory (of an emulator that is not running)
+//	emulator version          print the version
 package main
 
 import (
@@ -15,11 +17,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
 
@@ -32,6 +36,9 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "health" {
 		return health(args[1:], stderr)
+	}
+	if len(args) > 0 && args[0] == "check" {
+		return checkStore(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Fprintln(stdout, "emulator", cmdline.Version())
@@ -80,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if f.NArg() > 0 {
-		return fmt.Errorf("%w: unknown command %q (the commands are health and version; run emulator -h for the flags)", cmdline.ErrUsage, f.Arg(0))
+		return fmt.Errorf("%w: unknown command %q (the commands are health, check and version; run emulator -h for the flags)", cmdline.ErrUsage, f.Arg(0))
 	}
 	log, err := logFlags.Logger(stderr)
 	if err != nil {
@@ -139,6 +146,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	return nil
+}
+
+// checkStore verifies the store of a data directory: exit 0 when sound.
+func checkStore(args []string, stdout, stderr io.Writer) error {
+	f := cmdline.NewFlags("emulator check", "IOTHUB_EMULATOR_")
+	f.SetOutput(stderr)
+	dataDir := f.String("data-dir", "./data", "data directory of the store to verify")
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	path := filepath.Join(*dataDir, server.StoreFile)
+	n, problems, err := bolt.Check(path)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", path, err)
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stdout, "%s: %v\n", path, p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: %d problems", path, len(problems))
+	}
+	fmt.Fprintf(stdout, "%s: sound, %d identities\n", path, n)
 	return nil
 }
 

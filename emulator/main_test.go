@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/iothub-emulator/iothub-emulator/api/cmdline"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
 
 // Ensure that version answers without starting a server, and that a
@@ -22,5 +26,31 @@ func TestCommands(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-data-dir", t.TempDir(), "verison"}, &out, &errs); !errors.Is(err, cmdline.ErrUsage) {
 		t.Errorf("a typo: %v", err)
+	}
+}
+
+// Ensure that emulator check says a sound store is sound and fails on a
+// store that is not one, naming the problem.
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), []string{"check", "-data-dir", dir}, &out, &errs); err == nil {
+		t.Fatal("check of a directory without a store succeeded")
+	}
+	st, err := bolt.Open(filepath.Join(dir, server.StoreFile), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out.Reset()
+	if err := run(context.Background(), []string{"check", "-data-dir", dir}, &out, &errs); err != nil || !strings.Contains(out.String(), "sound, 0 identities") {
+		t.Fatalf("check of a new store: %q, %v", out.String(), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, server.StoreFile), []byte("scribbled over"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"check", "-data-dir", dir}, &out, &errs); err == nil || !strings.Contains(out.String(), "not a sound emulator store") {
+		t.Fatalf("check of a scribbled store: %q, %v", out.String(), err)
 	}
 }

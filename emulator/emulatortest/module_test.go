@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/iothub-emulator/iothub-emulator/api/connstr"
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
@@ -92,5 +93,90 @@ func TestModules(t *testing.T) {
 	}
 	if ms, _ := svc.Modules(ctx, "gw"); len(ms) != 0 {
 		t.Fatalf("a re-created device kept its old modules: %+v", ms)
+	}
+}
+
+// Ensure that a module lives and dies with its device: disabling the
+// device disconnects its modules and refuses them until it is enabled
+// again, and deleting the device deletes its modules, connected ones
+// disconnected, and none comes back after a restart.
+func TestModulesFollowTheirDevice(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := testCtx(t)
+	dcs := e.AddDevice(t, "owner")
+	var mods []connstr.Device
+	for _, id := range []string{"a", "b"} {
+		m, err := svc.CreateModule(ctx, iothub.Module{DeviceID: "owner", ModuleID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := dcs
+		cs.ModuleID, cs.SharedAccessKey = id, m.Authentication.SymmetricKey.PrimaryKey
+		mods = append(mods, cs)
+	}
+	connectOnce := func(cs connstr.Device) error {
+		c, err := iotdevice.New(cs, iotdevice.Options{CAFile: e.CAFile()})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.Connect(ctx)
+	}
+	watch := func(cs connstr.Device) chan bool {
+		states := make(chan bool, 16)
+		e.Dial(t, cs, iotdevice.Options{OnConnectionChange: func(up bool) { states <- up }})
+		return states
+	}
+	waitDown := func(states chan bool, what string) {
+		t.Helper()
+		for {
+			select {
+			case up := <-states:
+				if !up {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("%s: the module stayed connected", what)
+			}
+		}
+	}
+
+	states := watch(mods[0])
+	d, err := svc.Device(ctx, "owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Status = iothub.StatusDisabled
+	if _, err := svc.UpdateDevice(ctx, d, "*"); err != nil {
+		t.Fatal(err)
+	}
+	waitDown(states, "device disabled")
+	if err := connectOnce(mods[1]); err == nil {
+		t.Fatal("a module of a disabled device connected")
+	}
+	d.Status = iothub.StatusEnabled
+	if _, err := svc.UpdateDevice(ctx, d, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if err := connectOnce(mods[1]); err != nil {
+		t.Fatalf("a module of a device enabled again: %v", err)
+	}
+
+	states = watch(mods[1])
+	if err := svc.DeleteDevice(ctx, "owner"); err != nil {
+		t.Fatal(err)
+	}
+	waitDown(states, "device deleted")
+	if _, err := svc.Module(ctx, "owner", "b"); iothub.CodeOf(err) != iothub.DeviceNotFound {
+		t.Fatalf("a module of a deleted device: %v", err)
+	}
+	e = e.Restart(t)
+	if got := len(e.Hub().Devices(100)); got != 0 {
+		t.Fatalf("after a restart, %d identities", got)
+	}
+	if _, err := e.Service(t).Module(ctx, "owner", "a"); iothub.CodeOf(err) != iothub.DeviceNotFound {
+		t.Fatalf("after a restart, a module of the deleted device: %v", err)
 	}
 }

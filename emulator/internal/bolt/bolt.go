@@ -13,8 +13,12 @@
 // transaction and one fsync, and each returns only after that commit, so an
 // acknowledged write survives a crash.
 //
-// Caveats: a bbolt file can be opened by one process at a time; Open waits
-// up to a second for the lock and then fails.
+// Open refuses what is not a sound store of this emulator, with a message
+// that says what to do, rather than start on it: an empty file, a file
+// that is not bbolt, another program's bbolt file, a file whose pages do
+// not check (bbolt would panic on them later), one locked by another
+// process (bbolt's file lock, waited for a second). Check verifies a store
+// without opening it for writing (emulator check).
 package bolt
 
 import (
@@ -22,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -61,13 +66,27 @@ type Options struct {
 	NoSync bool
 }
 
+// ErrNotAStore is the error of a file that is not a sound store of this
+// emulator.
+var ErrNotAStore = errors.New("not a sound emulator store")
+
 // Open opens or creates the store at path.
 func Open(path string, opts Options) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoSync: opts.NoSync})
+	db, err := openChecked(path, &bbolt.Options{Timeout: time.Second, NoSync: opts.NoSync})
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			var foreign []string
+			tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+				foreign = append(foreign, string(name))
+				return nil
+			})
+			if len(foreign) > 0 {
+				return fmt.Errorf("%w: it is a bbolt file of another program (buckets %q and no emulator metadata); choose another -data-dir", ErrNotAStore, foreign)
+			}
+		}
 		for _, b := range [][]byte{bucketDevices, bucketJobs, bucketDevJobs, bucketConfigs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -81,7 +100,7 @@ func Open(path string, opts Options) (*Store, error) {
 		case v == nil:
 			return meta.Put(keySchema, []byte(schemaVersion))
 		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, want %q", v, schemaVersion)
+			return fmt.Errorf("%w: schema version %q, this emulator reads %q", ErrNotAStore, v, schemaVersion)
 		}
 		return nil
 	})
@@ -92,6 +111,95 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{db: db, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go s.writer()
 	return s, nil
+}
+
+// openChecked opens path with bbolt after making sure bbolt will not
+// panic on it: an existing file must be non-empty, bbolt's, unlocked, and
+// pass bbolt's page check. A corrupt page found later would crash the
+// emulator on a write; found here, it is a message.
+func openChecked(path string, o *bbolt.Options) (*bbolt.DB, error) {
+	fi, statErr := os.Stat(path)
+	if statErr == nil && fi.Size() == 0 {
+		return nil, fmt.Errorf("open store %s: %w: the file is empty (0 bytes); remove it to start with an empty hub", path, ErrNotAStore)
+	}
+	db, err := openRecovered(path, o)
+	switch {
+	case errors.Is(err, bbolt.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: another emulator (or another process) has it open: stop that one, or give this one another -data-dir", path)
+	case err != nil && statErr == nil:
+		return nil, fmt.Errorf("open store %s: %w: %v; move it aside to start with an empty hub, or run emulator check for details", path, ErrNotAStore, err)
+	case err != nil:
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if statErr != nil {
+		return db, nil // new
+	}
+	if errs := check(db); len(errs) > 0 {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w: the file is corrupt (%d problems, the first: %v); restore a copy, or move it aside to start with an empty hub", path, ErrNotAStore, len(errs), errs[0])
+	}
+	return db, nil
+}
+
+// openRecovered is bbolt.Open, with a panic on a damaged file as an error.
+func openRecovered(path string, o *bbolt.Options) (db *bbolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("damaged file: %v", r)
+		}
+	}()
+	return bbolt.Open(path, 0o600, o)
+}
+
+// check runs bbolt's consistency check of every page, a panic on a
+// damaged page being one more problem.
+func check(db *bbolt.DB) (errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			errs = append(errs, fmt.Errorf("damaged page: %v", r))
+		}
+	}()
+	db.View(func(tx *bbolt.Tx) error {
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	return errs
+}
+
+// Check verifies the store at path, read-only: bbolt's page check, then
+// every record decoded. It answers the problems found, none for a sound
+// store, and how many records it holds.
+func Check(path string) (records int, problems []error, err error) {
+	if _, err := os.Stat(path); err != nil {
+		return 0, nil, err
+	}
+	db, err := openChecked(path, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return 0, []error{err}, nil
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			problems = append(problems, fmt.Errorf("%w: no emulator metadata", ErrNotAStore))
+			return nil
+		}
+		b := tx.Bucket(bucketDevices)
+		if b == nil {
+			problems = append(problems, errors.New("no devices bucket"))
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			records++
+			var rec hub.Record
+			if err := decodeJSON(v, &rec); err != nil {
+				problems = append(problems, fmt.Errorf("record %q: %w", k, err))
+			}
+			return nil
+		})
+	})
+	return records, problems, err
 }
 
 // Close commits the writes already queued and closes the file.
@@ -179,9 +287,15 @@ func (s *Store) Put(rec *hub.Record) error {
 }
 
 // Delete removes the record of an identity, named by its hub.Key.
-func (s *Store) Delete(key string) error {
+func (s *Store) Delete(keys ...string) error {
 	return s.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDevices).Delete([]byte(key))
+		b := tx.Bucket(bucketDevices)
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

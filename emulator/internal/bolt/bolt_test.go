@@ -1,13 +1,17 @@
 package bolt_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
@@ -138,8 +142,91 @@ func TestJobs(t *testing.T) {
 func TestOpenLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	mustOpen(t, path)
-	if _, err := bolt.Open(path, bolt.Options{}); err == nil {
-		t.Fatal("a second Open of the same file succeeded")
+	_, err := bolt.Open(path, bolt.Options{})
+	if err == nil || !strings.Contains(err.Error(), "another emulator") {
+		t.Fatalf("a second Open of the same file: %v; want it refused as open elsewhere", err)
+	}
+}
+
+// Ensure that what is not a sound store is refused at Open with
+// ErrNotAStore and a remedy, never with a panic, and left as it was: an
+// empty file, a file that is not bbolt, another program's bbolt file, and
+// a store whose pages were damaged; and that Check reports a sound store
+// sound and a damaged one damaged.
+func TestOpenRefusesWhatIsNotAStore(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	refused := func(path, want string) {
+		t.Helper()
+		before, _ := os.ReadFile(path)
+		st, err := bolt.Open(path, bolt.Options{})
+		if err == nil {
+			st.Close()
+			t.Fatalf("%s opened", filepath.Base(path))
+		}
+		if !errors.Is(err, bolt.ErrNotAStore) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v; want ErrNotAStore saying %q", filepath.Base(path), err, want)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Fatalf("%s was changed by the refused Open", filepath.Base(path))
+		}
+	}
+	refused(write("empty.db", nil), "empty")
+	refused(write("text.db", bytes.Repeat([]byte("not a database "), 1000)), "move it aside")
+
+	foreign := filepath.Join(dir, "foreign.db")
+	db, err := bbolt.Open(foreign, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("accounts")); return err })
+	db.Close()
+	refused(foreign, "another program")
+
+	sound := filepath.Join(dir, "sound.db")
+	st := mustOpen(t, sound)
+	for i := range 500 {
+		if err := st.Put(record(t, fmt.Sprintf("d%04d", i), fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 900)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	n, problems, err := bolt.Check(sound)
+	if err != nil || n != 500 || len(problems) != 0 {
+		t.Fatalf("Check of a sound store: %d records, %v, %v", n, problems, err)
+	}
+	// Damage the header of every page after the meta pages (bbolt
+	// panics reading the freelist), then, in another copy, only the
+	// elements of the leaf pages (bbolt opens it; its page check finds
+	// the damage).
+	good, _ := os.ReadFile(sound)
+	page := os.Getpagesize()
+	data := bytes.Clone(good)
+	for off := 2 * page; off+16 <= len(data); off += page {
+		copy(data[off:off+16], []byte{0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef, 0x07, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	}
+	refused(write("headers.db", data), "move it aside")
+	data = bytes.Clone(good)
+	leaves := 0
+	for off := 2 * page; off+64 <= len(data); off += page {
+		if data[off+8] == 0x02 && data[off+9] == 0 { // a leaf page's flags
+			copy(data[off+16:off+64], bytes.Repeat([]byte{0xff}, 48))
+			leaves++
+		}
+	}
+	if leaves == 0 {
+		t.Fatal("no leaf page to damage")
+	}
+	damaged := write("leaves.db", data)
+	refused(damaged, "corrupt")
+	if _, problems, err := bolt.Check(damaged); err != nil || len(problems) == 0 {
+		t.Fatalf("Check of a damaged store: %v, %v; want problems", problems, err)
 	}
 }
 

@@ -80,7 +80,24 @@ func (h *Hub) Attach(ctx context.Context, deviceID string, link Link, persistent
 			return nil, false, err
 		}
 	}
+	parent := e // a module's device, looked up before connMu (Hub.mu comes first)
+	if rec := e.rec.Load(); rec.ModuleID != "" {
+		if parent, err = h.entry(rec.Device.DeviceID); err != nil {
+			return nil, false, err
+		}
+	}
 	e.connMu.Lock()
+	// Checked under connMu, which deletion and disabling take before
+	// they close the current connection: a connection authenticated
+	// just before either does not outlive it.
+	if e.gone.Load() || parent.gone.Load() {
+		e.connMu.Unlock()
+		return nil, false, notFound(e.id)
+	}
+	if e.rec.Load().Device.Status != iothub.StatusEnabled || parent.rec.Load().Device.Status != iothub.StatusEnabled {
+		e.connMu.Unlock()
+		return nil, false, iothub.Errorf(iothub.IotHubUnauthorized, "%s is disabled", e.id)
+	}
 	old := e.conn
 	e.conn = c
 	e.live.connected.Store(true)
@@ -192,8 +209,19 @@ func (h *Hub) Connected(deviceID string) bool {
 
 // DeviceConnect checks that deviceID exists and is enabled.
 func (h *Hub) deviceEnabled(e *entry) error {
-	if e.rec.Load().Device.Status != iothub.StatusEnabled {
+	rec := e.rec.Load()
+	if rec.Device.Status != iothub.StatusEnabled {
 		return iothub.Errorf(iothub.IotHubUnauthorized, "device %s is disabled", e.id)
+	}
+	if rec.ModuleID != "" {
+		// A module connects only while its device is enabled.
+		d, err := h.entry(rec.Device.DeviceID)
+		if err != nil {
+			return iothub.Errorf(iothub.IotHubUnauthorized, "the device of module %s does not exist", e.id)
+		}
+		if d.rec.Load().Device.Status != iothub.StatusEnabled {
+			return iothub.Errorf(iothub.IotHubUnauthorized, "device %s of module %s is disabled", rec.Device.DeviceID, e.id)
+		}
 	}
 	return nil
 }

@@ -25,6 +25,7 @@
 //	cfgState.mu       the configurations by id
 //	queue.mu          a service-bound queue's waiting items (feedback, file notifications)
 //	entry.mu          one device's writer: held across its store commit
+//	                  (deleting a device holds its own, then its modules' in key order)
 //	entry.connMu      the device's current connection and its change channel
 //	Conn.sentMu       the lock tokens of C2D messages sent on a connection
 //	Conn.callsMu      the method calls pending on a connection
@@ -33,7 +34,10 @@
 //	activityFeed.mu   the activity feed's ring
 //
 // Order: a goroutine that holds several takes them top to bottom in this
-// list and never the other way. In practice Hub.mu is released before any
+// list and never the other way. An entry's gone flag is set under both
+// entry.mu and connMu, so a writer (under entry.mu) never commits to a
+// deleted identity and a connection (attached under connMu) never
+// outlives the deletion or disabling of its identity or its device. In practice Hub.mu is released before any
 // entry lock is taken (h.entry looks a device up and returns), jobMu
 // before job.mu, and cfgState.mu is never held while twins are written
 // (metrics are counted after it is released). entry.mu may be held while

@@ -21,6 +21,10 @@ type entry struct {
 	connMu  sync.Mutex
 	conn    *Conn         // guarded by connMu; the current connection, or nil
 	changed chan struct{} // guarded by connMu; closed and replaced when conn or its subscriptions change
+
+	// gone is set, under mu and connMu, when the identity is deleted:
+	// no writer commits and no connection attaches after it.
+	gone atomic.Bool
 }
 
 func newEntry(rec *Record) *entry {

@@ -23,9 +23,9 @@ type Store interface {
 	// Put stores rec, replacing the record of the same identity
 	// (Key(rec.Device.DeviceID, rec.ModuleID)).
 	Put(rec *Record) error
-	// Delete removes the record of the identity key; deleting a missing one
-	// is not an error.
-	Delete(key string) error
+	// Delete removes the records of the identity keys in one commit, all
+	// or none; deleting a missing one is not an error.
+	Delete(keys ...string) error
 }
 
 // ServiceStore persists what the service API creates besides identities:
@@ -249,6 +249,14 @@ func (h *Hub) entry(key string) (*entry, error) {
 	return nil, iothub.Errorf(iothub.DeviceNotFound, "%s", key)
 }
 
+// notFound is the error of an identity deleted while it was being used.
+func notFound(key string) error {
+	if d, m, ok := strings.Cut(key, "/"); ok {
+		return iothub.Errorf(iothub.ModuleNotFound, "Module '%s' not found on device '%s'", m, d)
+	}
+	return iothub.Errorf(iothub.DeviceNotFound, "%s", key)
+}
+
 // deviceEntries returns the devices' entries, without modules, by id.
 func (h *Hub) deviceEntries() []*entry { return h.filterEntries(false) }
 
@@ -289,6 +297,11 @@ func (h *Hub) entries() []*entry {
 
 // commit persists next as e's record and swaps it in. The caller holds e.mu.
 func (h *Hub) commitLocked(e *entry, next *Record) error {
+	if e.gone.Load() {
+		// Deleted while this writer waited for e.mu: writing would bring
+		// the record back.
+		return notFound(e.id)
+	}
 	e.live.stamp(next)
 	if err := h.store.Put(next); err != nil {
 		h.log.Error("store write failed", "device", e.id, "error", err)

@@ -171,6 +171,11 @@ func (h *Hub) replace(d iothub.Device, moduleID, ifMatch string) (*entry, error)
 		// (device-protocol §4.3).
 		h.disconnect(e, "the identity was disabled or its keys changed")
 	}
+	if d.Status == iothub.StatusDisabled && next.ModuleID == "" {
+		for _, m := range h.modulesOf(d.DeviceID) {
+			h.disconnect(m, "the module's device was disabled")
+		}
+	}
 	return e, nil
 }
 
@@ -228,17 +233,18 @@ func (h *Hub) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 	if strings.Contains(id, "/") {
 		return iothub.Errorf(iothub.DeviceNotFound, "%s", id)
 	}
-	if err := h.delete(id, ifMatch); err != nil {
-		return err
-	}
+	return h.delete(id, ifMatch)
+}
+
+// modulesOf returns the entries of a device's modules, sorted by key.
+func (h *Hub) modulesOf(deviceID string) []*entry {
+	var out []*entry
 	for _, m := range h.moduleEntries() {
-		if m.rec.Load().Device.DeviceID == id {
-			if err := h.delete(m.id, ""); err != nil && iothub.CodeOf(err) != iothub.ModuleNotFound {
-				return err
-			}
+		if m.rec.Load().Device.DeviceID == deviceID {
+			out = append(out, m)
 		}
 	}
-	return nil
+	return out
 }
 
 // DeleteModule deletes a module with its twin and session.
@@ -246,6 +252,10 @@ func (h *Hub) DeleteModule(ctx context.Context, deviceID, moduleID, ifMatch stri
 	return h.delete(Key(deviceID, moduleID), ifMatch)
 }
 
+// delete deletes an identity, and a device's modules with it, in one
+// store commit: a crash leaves all of them or none. It holds the
+// device's entry.mu, then each module's, in key order, so no writer
+// commits to one of them after it.
 func (h *Hub) delete(id, ifMatch string) error {
 	e, err := h.entry(id)
 	if err != nil {
@@ -253,23 +263,47 @@ func (h *Hub) delete(id, ifMatch string) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.gone.Load() {
+		return notFound(id)
+	}
 	if ifMatch != "" {
 		if err := matchETag(ifMatch, e.rec.Load().Device.ETag); err != nil {
 			return err
 		}
 	}
-	if err := h.store.Delete(id); err != nil {
+	gone := []*entry{e}
+	if !strings.Contains(id, "/") {
+		for _, m := range h.modulesOf(id) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if !m.gone.Load() {
+				gone = append(gone, m)
+			}
+		}
+	}
+	keys := make([]string, len(gone))
+	for i, g := range gone {
+		keys[i] = g.id
+	}
+	if err := h.store.Delete(keys...); err != nil {
 		h.log.Error("store delete failed", "identity", id, "error", err)
 		return iothub.Errorf(iothub.ServerError, "the identity could not be deleted")
 	}
 	h.mu.Lock()
-	if h.devices[id] == e {
-		delete(h.devices, id)
-		h.sorted = nil
+	for _, g := range gone {
+		if h.devices[g.id] == g {
+			delete(h.devices, g.id)
+			h.sorted = nil
+		}
 	}
 	h.mu.Unlock()
-	h.disconnect(e, "the identity was deleted")
-	h.log.Info("identity deleted", "identity", id)
+	for _, g := range gone {
+		g.connMu.Lock()
+		g.gone.Store(true)
+		g.connMu.Unlock()
+		h.disconnect(g, "the identity was deleted")
+		h.log.Info("identity deleted", "identity", g.id)
+	}
 	return nil
 }
 
