@@ -32,6 +32,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
@@ -124,7 +125,7 @@ func openChecked(path string, o *bbolt.Options) (*bbolt.DB, error) {
 	}
 	db, err := openRecovered(path, o)
 	switch {
-	case errors.Is(err, bbolt.ErrTimeout):
+	case errors.Is(err, bberrors.ErrTimeout):
 		return nil, fmt.Errorf("open store %s: another emulator (or another process) has it open: stop that one, or give this one another -data-dir", path)
 	case err != nil && statErr == nil:
 		return nil, fmt.Errorf("open store %s: %w: %v; move it aside to start with an empty hub, or run emulator check for details", path, ErrNotAStore, err)
