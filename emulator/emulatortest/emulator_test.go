@@ -214,6 +214,15 @@ type raw struct {
 	msgs     chan<- paho.Message // receives what the hub sends, if set
 	lost     chan struct{}       // closed when the hub drops the connection, if set
 	present  *bool               // receives the CONNACK's session-present flag, if set
+	clientID *string             // instead of the device id, if set
+	will     *willOpt            // a will, if set
+}
+
+// willOpt is a will of rawClient's CONNECT.
+type willOpt struct {
+	topic, payload string
+	qos            byte
+	retain         bool
 }
 
 // rawClient connects with paho directly, to control the session, the
@@ -227,7 +236,11 @@ func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, r raw) (pah
 	if r.protocol == 0 {
 		r.protocol = 4
 	}
-	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID(cs.DeviceID).
+	id := cs.DeviceID
+	if r.clientID != nil {
+		id = *r.clientID
+	}
+	o := paho.NewClientOptions().AddBroker("ssl://" + e.MQTTAddr()).SetClientID(id).
 		SetUsername(topic.Username{Host: cs.HostName, DeviceID: cs.DeviceID, APIVersion: iothub.APIVersion}.String()).
 		SetPassword(r.password).SetCleanSession(r.clean).SetProtocolVersion(r.protocol).SetAutoReconnect(false).
 		SetTLSConfig(e.TLSConfig()).SetConnectTimeout(10 * time.Second).
@@ -236,6 +249,9 @@ func rawClient(t *testing.T, e *emulatortest.Env, cs connstr.Device, r raw) (pah
 				r.msgs <- m
 			}
 		})
+	if r.will != nil {
+		o.SetWill(r.will.topic, r.will.payload, r.will.qos, r.will.retain)
+	}
 	if r.lost != nil {
 		o.SetConnectionLostHandler(func(paho.Client, error) { close(r.lost) })
 	}

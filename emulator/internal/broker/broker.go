@@ -46,7 +46,16 @@ type Config struct {
 	Lenient bool
 	// WriteTimeout bounds each write to a device. Zero means 10 s.
 	WriteTimeout time.Duration
+	// ConnectTimeout bounds the time from a connection's first byte to
+	// its CONNECT (the TLS handshake included); a client that sends none
+	// is closed. Zero means 10 s.
+	ConnectTimeout time.Duration
 }
+
+// maxPacket bounds every packet a device sends, CONNECT included, so
+// nothing larger is buffered before a client has authenticated: a
+// telemetry message of 256 KB with its topic and properties fits.
+const maxPacket = maxTelemetry + 64*1024
 
 // Broker serves devices over MQTT.
 type Broker struct {
@@ -72,6 +81,9 @@ func New(h *hub.Hub, cfg Config) (*Broker, error) {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	// mochi queues only what it routes between clients, and the broker
 	// routes nothing: a short queue saves 64 KiB a device.
@@ -80,6 +92,7 @@ func New(h *hub.Hub, cfg Config) (*Broker, error) {
 	caps.RetainAvailable = 0        // the hub never retains (device-protocol §12)
 	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1 only
 	caps.SharedSubAvailable = 0
+	caps.MaximumPacketSize = maxPacket
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       cfg.Logger.With("component", "mqtt"),
@@ -103,14 +116,21 @@ func (b *Broker) Serve(ln net.Listener) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		backoff := 5 * time.Millisecond
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					b.log.Error("mqtt accept failed", "error", err)
+				if errors.Is(err, net.ErrClosed) {
+					return
 				}
-				return
+				// "Too many open files" and its kin pass: wait and go on
+				// accepting, as net/http does.
+				b.log.Warn("mqtt accept failed", "error", err, "retry", backoff.String())
+				time.Sleep(backoff)
+				backoff = min(2*backoff, time.Second)
+				continue
 			}
+			backoff = 5 * time.Millisecond
 			b.establish("mqtts", c)
 		}
 	}()
@@ -151,6 +171,8 @@ func (b *Broker) track(c net.Conn) bool {
 }
 
 func (b *Broker) serveConn(listener string, c net.Conn) {
+	// Until its CONNECT, which sets the keep-alive deadline.
+	_ = c.SetReadDeadline(time.Now().Add(b.cfg.ConnectTimeout))
 	c = &deadlineConn{Conn: c, timeout: b.cfg.WriteTimeout}
 	if err := b.srv.EstablishConnection(listener, c); err != nil && !isClosed(err) {
 		b.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "error", err)

@@ -202,6 +202,8 @@ var errQoS2 = fmt.Errorf("%w: QoS 2 publishes are not supported", packets.ErrRej
 // cloud-to-device messages on PUBACK.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	switch {
+	case pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion == 4:
+		return h.connect311(cl, pk)
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2:
 		h.b.log.Info("closing device connection", "client", cl.ID, "reason", errQoS2)
 		return pk, errQoS2
@@ -209,6 +211,36 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		if l := h.b.linkOf(cl); l != nil {
 			l.acked(pk.PacketID)
 		}
+	}
+	return pk, nil
+}
+
+// errRefused ends a CONNECT refused with a CONNACK already sent.
+var errRefused = fmt.Errorf("%w: connect refused", packets.ErrRejectPacket)
+
+// connect311 keeps an MQTT 3.1.1 client's CONNACK within the return codes
+// 3.1.1 has (0 to 5): mochi checks a CONNECT against MQTT 5 capabilities
+// before any hook sees it and would answer 0x80, 0x9A or 0x9B. A will
+// with RETAIN is accepted, as IoT Hub accepts retained telemetry, and
+// carries mqtt-retain = true (device-protocol §12); a will at QoS 2 is
+// refused as every will the hub cannot publish is (CONNACK 5); a
+// persistent session without a client id is CONNACK 2.
+func (h *hook) connect311(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch {
+	case pk.Connect.ClientIdentifier == "" && !pk.Connect.Clean:
+		_ = h.b.srv.SendConnack(cl, packets.Err3ClientIdentifierNotValid, false, nil)
+		return pk, errRefused
+	case pk.Connect.WillFlag && pk.Connect.WillQos > 1:
+		h.b.log.Info("device connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", "a will at QoS 2")
+		_ = h.b.srv.SendConnack(cl, packets.Err3NotAuthorized, false, nil)
+		return pk, errRefused
+	case pk.Connect.WillFlag && pk.Connect.WillRetain:
+		pk.Connect.WillRetain = false
+		sep := "&"
+		if strings.HasSuffix(pk.Connect.WillTopic, "/") {
+			sep = ""
+		}
+		pk.Connect.WillTopic += sep + "mqtt-retain=true"
 	}
 	return pk, nil
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -122,6 +123,12 @@ type Config struct {
 	// WriteTimeout bounds each write to a device or an AMQP client; one
 	// whose socket stays full that long is disconnected. Zero means 10 s.
 	WriteTimeout time.Duration
+	// ConnectTimeout bounds the time an MQTT client has to send its
+	// CONNECT, TLS handshake included. Zero means 10 s.
+	ConnectTimeout time.Duration
+	// BodyTimeout bounds the time an HTTPS client has to send a
+	// request's body. Zero means 30 s.
+	BodyTimeout time.Duration
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
 	// Now is the hub's clock (timestamps, token expiry, throttles).
@@ -235,7 +242,7 @@ func Open(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.hub.SetLatency(latency)
-	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout}); err != nil {
+	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout, ConnectTimeout: cfg.ConnectTimeout}); err != nil {
 		return nil, err
 	}
 	if err := s.broker.Start(); err != nil {
@@ -259,6 +266,9 @@ func setDefaults(cfg *Config) {
 	def(&cfg.MQTTAddr, ":8883")
 	def(&cfg.HTTPSAddr, ":443")
 	def(&cfg.AdminAddr, "127.0.0.1:8080")
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
 	def(&cfg.AMQPAddr, ":5671")
 	def(&cfg.AMQPPlainAddr, ":5672")
 	def(&cfg.StorageContainer, "fileuploads")
@@ -338,8 +348,10 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 				s.ws.ServeHTTP(w, r)
 				return
 			}
+			bodyDeadline(w, r, s.cfg.BodyTimeout)
 			api.ServeHTTP(w, r)
 		}),
+		IdleTimeout:       2 * time.Minute,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -347,6 +359,37 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 	s.serve(s.https, tls.NewListener(s.httpsLn, tlsCfg))
 	s.serve(s.admin, s.adminLn)
 	return nil
+}
+
+// bodyDeadline gives the client d to send r's body, then lifts the
+// deadline, so a handler that waits longer (a direct method waits up to
+// five minutes) is not cut off by it. http.Server's ReadTimeout cannot
+// do this: it stays on the connection while the handler runs.
+func bodyDeadline(w http.ResponseWriter, r *http.Request, d time.Duration) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+		return
+	}
+	r.Body = &liftingBody{ReadCloser: r.Body, lift: func() { rc.SetReadDeadline(time.Time{}) }}
+}
+
+// liftingBody lifts a read deadline when its body has been read.
+type liftingBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *liftingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
 }
 
 // listen binds a listener; a port the user may not bind gets the remedies
