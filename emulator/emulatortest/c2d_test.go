@@ -178,3 +178,50 @@ func TestC2DReconnect(t *testing.T) {
 		t.Fatalf("pending %d, %v", d.CloudToDeviceMessageCount, err)
 	}
 }
+
+// Ensure that a device whose cloud-to-device subscription was granted
+// QoS 0 receives at QoS 0, and that the message is complete once sent:
+// it leaves the queue without a PUBACK and is not sent again on the next
+// connection (at most once, device-protocol §5.2).
+func TestC2DAtMostOnce(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	ctx := testCtx(t)
+	svc := e.Service(t)
+	cs := e.AddDevice(t, "qos0")
+	msgs := make(chan paho.Message, 4)
+	c, err := rawClient(t, e, cs, raw{msgs: msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk := c.Subscribe(topic.FilterC2D("qos0"), 0, nil); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("subscribe: %v", tk.Error())
+	}
+	if err := svc.SendC2D(ctx, "qos0", iothub.CloudToDeviceMessage{Body: "once at most"}); err != nil {
+		t.Fatal(err)
+	}
+	m := recv(t, msgs)
+	if m.Qos() != 0 || string(m.Payload()) != "once at most" {
+		t.Fatalf("got %q at QoS %d", m.Payload(), m.Qos())
+	}
+	eventually(t, "the message leaves the queue", func() error {
+		d, err := svc.Device(ctx, "qos0")
+		if err != nil || d.CloudToDeviceMessageCount != 0 {
+			return fmt.Errorf("%d queued, %v", d.CloudToDeviceMessageCount, err)
+		}
+		return nil
+	})
+	c.Disconnect(0)
+	again, err := rawClient(t, e, cs, raw{msgs: msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Disconnect(0)
+	again.Subscribe(topic.FilterC2D("qos0"), 1, nil).WaitTimeout(10 * time.Second)
+	if err := svc.SendC2D(ctx, "qos0", iothub.CloudToDeviceMessage{Body: "at least once"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, msgs); string(m.Payload()) != "at least once" || m.Qos() != 1 {
+		t.Fatalf("after a QoS 1 subscription: %q at QoS %d (the first message must not come back)", m.Payload(), m.Qos())
+	}
+}

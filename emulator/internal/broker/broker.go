@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -237,6 +238,8 @@ type link struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	will  *pendingWill
+	// c2dAtMostOnce: the device's C2D subscription was granted QoS 0.
+	c2dAtMostOnce atomic.Bool
 
 	qmu     sync.Mutex
 	queue   []delivery // guarded by qmu; deliveries waiting to be written
@@ -249,6 +252,7 @@ type link struct {
 type delivery struct {
 	pk   packets.Packet
 	wait func() error
+	sent func() // if set, called once pk is written
 }
 
 // pendingWill is a device's will, published as its telemetry if the

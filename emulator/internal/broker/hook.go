@@ -277,7 +277,11 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	var subs hub.Subscriptions
 	for i, f := range pk.Filters {
 		if i < len(codes) && codes[i] <= 1 {
-			subs |= features(f.Filter, cl.ID)
+			fs := features(f.Filter, cl.ID)
+			if fs&hub.SubC2D != 0 {
+				l.c2dAtMostOnce.Store(codes[i] == 0)
+			}
+			subs |= fs
 		}
 	}
 	if err := h.b.hub.Subscribe(l.conn, subs); err != nil {

@@ -34,8 +34,17 @@ func (l *link) SendDesired(version int64, body []byte) error {
 // SendC2D implements hub.Link: the message goes out at QoS 1 on
 // devices/{d}/messages/devicebound/{bag}, and the device's PUBACK
 // completes it (device-protocol §7.3, §9.1). The broker, not mochi, tracks
-// these packet ids, so mochi never resends them on a later connection.
+// these packet ids, so mochi never resends them on a later connection. A
+// device whose subscription was granted QoS 0 gets it at QoS 0, and it is
+// complete once written: at most once (device-protocol §5.2).
 func (l *link) SendC2D(m hub.C2DMessage) error {
+	d, _ := identity(l.cl.ID)
+	t := topic.Topic{Kind: topic.C2D, DeviceID: d, Properties: c2dBag(d, m)}
+	if l.c2dAtMostOnce.Load() {
+		tok := m.LockToken
+		return l.push(delivery{pk: packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: t.String(), Payload: m.Body},
+			sent: func() { l.conn.CompleteC2D(tok) }})
+	}
 	l.mu.Lock()
 	l.pid++
 	if l.pid == 0 || l.pid > 65535 {
@@ -47,8 +56,6 @@ func (l *link) SendC2D(m hub.C2DMessage) error {
 	}
 	l.c2d[uint16(id)] = m.LockToken
 	l.mu.Unlock()
-	d, _ := identity(l.cl.ID)
-	t := topic.Topic{Kind: topic.C2D, DeviceID: d, Properties: c2dBag(d, m)}
 	return l.enqueue(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName:   t.String(),
@@ -211,6 +218,8 @@ func (l *link) drain() {
 		}
 		if err := l.cl.WritePacket(d.pk); err != nil {
 			l.drop("writing to the device failed: " + err.Error())
+		} else if d.sent != nil {
+			d.sent()
 		}
 	}
 }
