@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,7 +61,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.StripSlashes, s.apiVersion)
+	r.Use(middleware.StripSlashes, s.noEscapedSlash, s.apiVersion)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, iothub.Errorf(iothub.NotFound, "The requested resource %s does not exist.", r.URL.Path))
 	})
@@ -129,6 +130,19 @@ func (s *Server) op(op iothub.Operation) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// noEscapedSlash refuses a path with an escaped "/" in it: no device or
+// module id may hold one, and decoded it would turn /devices/a%2Fx into
+// module x of device a (hub keys join the two with "/").
+func (s *Server) noEscapedSlash(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.RawPath, "%2F") || strings.Contains(r.URL.RawPath, "%2f") {
+			s.writeError(w, r, iothub.Errorf(iothub.DeviceNotFound, "no device or module id holds a '/': %s", r.URL.RawPath))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // currentVersionQuery is the query most requests carry, checked without

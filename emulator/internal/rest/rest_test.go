@@ -84,6 +84,13 @@ func TestRoutes(t *testing.T) {
 		{method: "POST", path: "/twins/d1/modules/m1/methods" + v, body: `{"methodName":"m"}`, status: 404, code: "DeviceNotOnline"},
 		{method: "DELETE", path: "/devices/d1/modules/m1" + v, status: 204},
 		{method: "GET", path: "/twins/d1/modules/m1" + v, status: 404, code: "ModuleNotFound"},
+		{method: "PUT", path: "/devices/d1/modules/m3" + v, body: `{}`, status: 201, contains: `"moduleId":"m3"`},
+		// An escaped slash never reaches module m3 of d1.
+		{method: "GET", path: "/twins/d1%2Fm3" + v, status: 404, code: "DeviceNotFound"},
+		{method: "GET", path: "/devices/d1%2fm3" + v, status: 404, code: "DeviceNotFound"},
+		{method: "DELETE", path: "/devices/d1%2Fm3" + v, header: map[string]string{"If-Match": `"*"`}, status: 404, code: "DeviceNotFound"},
+		{method: "GET", path: "/devices/d1/modules/m3" + v, status: 200, contains: `"moduleId":"m3"`},
+		{method: "DELETE", path: "/devices/d1/modules/m3" + v, status: 204},
 		{method: "GET", path: "/statistics/devices" + v, status: 200, contains: `"totalDeviceCount":1`},
 		{method: "GET", path: "/statistics/service" + v, status: 200, contains: `"connectedDeviceCount":0`},
 		{method: "PATCH", path: "/twins/d1" + v, body: `{"tags":{"site":"lab"},"properties":{"desired":{"x":1,"$version":9,"$metadata":{}},"reported":{"ignored":true}}}`, status: 200, contains: `"x":1`},
