@@ -10,6 +10,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/iothub-emulator/iothub-emulator/api/topic"
 )
@@ -27,6 +28,7 @@ type mqttTransport struct {
 func newMQTT(c *Client, tlsCfg *tls.Config) *mqttTransport {
 	t := &mqttTransport{c: c}
 	po := paho.NewClientOptions().
+		SetStore(copyingStore{paho.NewMemoryStore()}).
 		AddBroker(t.brokerURL()).
 		SetClientID(clientID(c.cs)).
 		SetCredentialsProvider(t.credentials).
@@ -198,4 +200,21 @@ func (t *mqttTransport) twin(ctx context.Context, patch []byte) (twinResult, err
 func (t *mqttTransport) sendEvent(ctx context.Context, body []byte, props topic.Properties) error {
 	tp := topic.Event(t.c.cs.DeviceID, t.c.cs.ModuleID, props)
 	return wait(ctx, t.cli.Publish(tp.String(), 1, false, body))
+}
+
+// copyingStore is Paho's memory store, except that Get returns a copy of
+// a stored PUBLISH. On a reconnect Paho sets the DUP flag of the packets
+// it resends on what Get returned, while the previous connection's writer
+// may still be writing the same packet: a data race in Paho
+// (eclipse-paho/paho.mqtt.golang#703). On a copy, the flag is the
+// resend's own.
+type copyingStore struct{ paho.Store }
+
+func (s copyingStore) Get(key string) packets.ControlPacket {
+	p := s.Store.Get(key)
+	if pub, ok := p.(*packets.PublishPacket); ok {
+		cp := *pub
+		return &cp
+	}
+	return p
 }

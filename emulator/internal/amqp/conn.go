@@ -49,6 +49,7 @@ type conn struct {
 	beatEvery    time.Duration       // guarded by mu; half the client's idle time-out
 	sessions     map[uint16]*session // guarded by mu; by the client's channel
 	claims       []Claim             // guarded by mu; what put-tokens granted
+	expiryTimer  *time.Timer         // guarded by mu; fires at the earliest claim expiry a link requires
 	saslUser     string              // the SASL PLAIN user name, if any; set before the reader starts
 	hostname     string              // guarded by mu; the host name of the client's open
 	shared       map[any]any         // guarded by mu; the faces' values for this connection (Link.Shared)
@@ -59,10 +60,79 @@ type conn struct {
 
 func (c *conn) remote() string { return c.nc.RemoteAddr().String() }
 
+// armExpiryLocked sets the expiry timer to the earliest expiry, still to
+// come, of the connection's claims, if a link requires one. The caller
+// holds c.mu.
+func (c *conn) armExpiryLocked() {
+	now := c.s.cfg.Now()
+	var next time.Time
+	for _, cl := range c.claims {
+		if cl.Expiry.After(now) && (next.IsZero() || cl.Expiry.Before(next)) {
+			next = cl.Expiry
+		}
+	}
+	if next.IsZero() || !c.anyRequireLocked() {
+		return
+	}
+	d := next.Sub(now)
+	if c.expiryTimer == nil {
+		c.expiryTimer = time.AfterFunc(d, c.expireLinks)
+		return
+	}
+	c.expiryTimer.Reset(d)
+}
+
+func (c *conn) anyRequireLocked() bool {
+	for _, s := range c.sessions {
+		for _, l := range s.links {
+			if l.require != nil && !l.detached && !l.ended {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// expireLinks detaches the links whose claims have all expired, and arms
+// the timer for the next expiry.
+func (c *conn) expireLinks() {
+	now := c.s.cfg.Now()
+	c.mu.Lock()
+	var gone []*Link
+	for _, s := range c.sessions {
+		for _, l := range s.links {
+			if l.require == nil || l.detached || l.ended {
+				continue
+			}
+			ok := false
+			for _, cl := range c.claims {
+				if now.Before(cl.Expiry) && l.require(cl) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				gone = append(gone, l)
+			}
+		}
+	}
+	c.armExpiryLocked()
+	c.mu.Unlock()
+	for _, l := range gone {
+		c.s.log.Info("amqp link detached: its token expired", "remote", c.remote(), "address", l.Address)
+		l.Detach(wire.Errorf("amqp:unauthorized-access", "the token of this link expired; put a new one on $cbs before it does"))
+	}
+}
+
 // stop ends the connection: the socket closes, the reader and writer end.
 func (c *conn) stop() {
 	c.cancel()
 	c.nc.Close()
+	c.mu.Lock()
+	if c.expiryTimer != nil {
+		c.expiryTimer.Stop()
+	}
+	c.mu.Unlock()
 }
 
 // runCleanups runs the faces' cleanups of the connection's shared values.

@@ -87,7 +87,7 @@ func identityOf(l *Link) (deviceID, moduleID string) {
 func (f *deviceFace) session(l *Link) (*deviceSession, *wire.Error) {
 	d, m := identityOf(l)
 	key := hub.Key(d, m)
-	ok := l.Authorized(func(c Claim) bool {
+	ok := l.Require(func(c Claim) bool {
 		if c.Rights&claimDevice != 0 {
 			return strings.EqualFold(c.Subject, key)
 		}

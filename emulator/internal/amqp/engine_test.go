@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,6 +277,93 @@ func TestEngineClaimExpiry(t *testing.T) {
 	clock.Advance(2 * time.Minute)
 	if _, ok := send(3).(*wire.Rejected); !ok {
 		t.Fatal("accepted after the claim expired")
+	}
+}
+
+// requireNode is a sender node that keeps a link only while a claim of
+// its subject lasts.
+type requireNode struct{}
+
+func (requireNode) Attach(l *Link) *wire.Error {
+	subject := l.Segments[len(l.Segments)-1]
+	if !l.Require(func(c Claim) bool { return c.Subject == subject }) {
+		return wire.Errorf("amqp:unauthorized-access", "no claim for %s", subject)
+	}
+	return nil
+}
+
+func (requireNode) Serve(l *Link) { <-l.Context().Done() }
+
+// Ensure that a link attached with a claim is detached with
+// amqp:unauthorized-access when the claim expires without a renewal, and
+// that a link whose claim was renewed on $cbs before it expired stays.
+func TestEngineLinkTokenExpiry(t *testing.T) {
+	expiry := time.Now().Add(300 * time.Millisecond)
+	authorize := func(aud, typ, token string) (Claim, error) {
+		subject, renewed := strings.CutSuffix(token, "+renewed")
+		exp := expiry
+		if renewed {
+			exp = exp.Add(time.Hour)
+		}
+		return Claim{Audience: aud, Subject: subject, Expiry: exp}, nil
+	}
+	_, c := startEngine(t, Config{Authorize: authorize}, map[string]Node{"/feeds/a": requireNode{}, "/feeds/b": requireNode{}})
+	c.frame(&wire.Attach{Name: "cbs", Handle: 0, Role: wire.RoleSender, Target: &wire.Target{Address: "$cbs"}, InitialDeliveryCount: ptr(uint32(0))}, nil)
+	next[*wire.Attach](c)
+	next[*wire.Flow](c)
+	c.frame(&wire.Attach{Name: "cbs-r", Handle: 1, Role: wire.RoleReceiver, Source: &wire.Source{Address: "$cbs"}}, nil)
+	next[*wire.Attach](c)
+	c.flow(1, 0, 10, false)
+	id := uint32(0)
+	put := func(token string) {
+		t.Helper()
+		m := &wire.Message{ApplicationProperties: map[any]any{"operation": "put-token", "name": "hub"}, Value: token, HasValue: true}
+		b, _ := m.Marshal(nil)
+		c.frame(&wire.Transfer{Handle: 0, DeliveryID: ptr(id), DeliveryTag: []byte{byte(id)}, Settled: true}, b)
+		id++
+	}
+	// reply reads frames up to the next put-token answer, and the links
+	// detached meanwhile.
+	reply := func() (detached []uint32) {
+		t.Helper()
+		for {
+			p, payload := c.read()
+			switch f := p.(type) {
+			case *wire.Detach:
+				if f.Error == nil || f.Error.Condition != "amqp:unauthorized-access" {
+					t.Fatalf("detach %+v", f)
+				}
+				detached = append(detached, f.Handle)
+			case *wire.Transfer:
+				if m, _ := wire.UnmarshalMessage(payload); m.ApplicationProperties["status-code"] != int32(200) {
+					t.Fatalf("put-token answered %#v", m.ApplicationProperties)
+				}
+				return detached
+			}
+		}
+	}
+	put("a")
+	reply()
+	put("b")
+	reply()
+	c.frame(&wire.Attach{Name: "a", Handle: 2, Role: wire.RoleReceiver, Source: &wire.Source{Address: "/feeds/a"}}, nil)
+	next[*wire.Attach](c)
+	c.frame(&wire.Attach{Name: "b", Handle: 3, Role: wire.RoleReceiver, Source: &wire.Source{Address: "/feeds/b"}}, nil)
+	next[*wire.Attach](c)
+	put("b+renewed")
+	reply()
+	// Link a is detached when its claim expires (the engine's handle for
+	// it is 2: handles are given in attach order, $cbs's first).
+	p, _ := c.read()
+	d, ok := p.(*wire.Detach)
+	if !ok || d.Error == nil || d.Error.Condition != "amqp:unauthorized-access" || d.Handle != 2 {
+		t.Fatalf("got %#v, want link a detached with amqp:unauthorized-access", p)
+	}
+	// Had b been detached, its detach would precede this answer: both
+	// were judged when the first claims expired, together.
+	put("probe")
+	if detached := reply(); len(detached) != 0 {
+		t.Fatalf("links %v detached despite a renewed claim", detached)
 	}
 }
 

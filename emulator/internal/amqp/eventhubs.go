@@ -219,7 +219,7 @@ func (e *eventHubs) start(l *Link, p int) (int64, *wire.Error) {
 // Attach accepts a partition receiver that holds a claim, names a
 // consumer group and partition that exist and a selector it understands.
 func (e *eventHubs) Attach(l *Link) *wire.Error {
-	if !l.Authorized(serviceConnect) {
+	if !l.Require(serviceConnect) {
 		return wire.Errorf("amqp:unauthorized-access", "Unauthorized access. 'Listen' claim(s) are required to perform this operation.")
 	}
 	a, _ := eventhubs.ParsePartitionAddress(l.Segments)

@@ -51,6 +51,7 @@ type Link struct {
 	settled       bool
 	format        uint32 // the message-format of the delivery being assembled
 	inTransfer    bool
+	require       func(Claim) bool // the claim the link was attached with (Require)
 }
 
 // Context returns a context that ends when the link or its connection
@@ -82,6 +83,20 @@ func (l *Link) Authorized(ok func(Claim) bool) bool {
 		}
 	}
 	return false
+}
+
+// Require is Authorized for a node's Attach: the link also stays
+// attached only as long as a claim satisfies ok. When the last such claim
+// expires without a renewal put on $cbs, the engine detaches the link
+// with amqp:unauthorized-access, as IoT Hub does.
+func (l *Link) Require(ok func(Claim) bool) bool {
+	if !l.Authorized(ok) {
+		return false
+	}
+	l.conn.mu.Lock()
+	l.require = ok // the expiry timer is armed once the link is attached
+	l.conn.mu.Unlock()
+	return true
 }
 
 // Send sends m on a link the client receives from, waiting until the

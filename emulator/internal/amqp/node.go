@@ -174,6 +174,7 @@ func (s *Server) putToken(l *Link, req *wire.Message) *wire.Message {
 		}
 		l.conn.mu.Lock()
 		l.conn.claims = append(l.conn.claims, claim)
+		l.conn.armExpiryLocked()
 		l.conn.mu.Unlock()
 	}
 	return &wire.Message{ApplicationProperties: map[any]any{wire.CBSStatusCode: status, wire.CBSStatusDescription: desc}}

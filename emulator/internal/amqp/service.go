@@ -35,7 +35,7 @@ type fileNotificationNode struct {
 }
 
 func (n *fileNotificationNode) Attach(l *Link) *wire.Error {
-	if !l.Authorized(serviceConnect) {
+	if !l.Require(serviceConnect) {
 		return errNoClaim
 	}
 	return nil
@@ -146,7 +146,7 @@ type feedbackNode struct {
 }
 
 func (n *feedbackNode) Attach(l *Link) *wire.Error {
-	if !l.Authorized(serviceConnect) {
+	if !l.Require(serviceConnect) {
 		return errNoClaim
 	}
 	return nil

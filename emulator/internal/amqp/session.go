@@ -172,6 +172,9 @@ func (c *conn) onAttach(s *session, a *wire.Attach) error {
 	}
 	c.mu.Lock()
 	s.links[a.Handle] = l
+	if l.require != nil {
+		c.armExpiryLocked()
+	}
 	c.queueFrame(s.channel, l.Reply, nil)
 	if l.clientSends {
 		if a.InitialDeliveryCount != nil {
