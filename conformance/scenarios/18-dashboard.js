@@ -143,7 +143,7 @@ module.exports = {
         assert(dev.received[0] === 'hello from the dashboard', `the device received ${JSON.stringify(dev.received)}`);
 
         await page.goto(`${url}#/events`);
-        await page.locator('#events li', { hasText: 'reboot: answered 200' }).waitFor({ timeout: 5000 });
+        await page.locator('#events li').filter({ hasText: dev.id }).filter({ hasText: 'reboot: answered 200' }).waitFor({ timeout: 5000 });
         await shoot(page, 'events');
       });
     } finally {

@@ -2,6 +2,7 @@ package emulatortest_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
@@ -109,4 +110,35 @@ func TestBulkRegistry(t *testing.T) {
 	// A bulk-created device connects with its generated key.
 	d, _ := svc.Device(ctx, "b2")
 	e.Dial(t, e.DeviceString("b2", d.Authentication.SymmetricKey.PrimaryKey), iotdevice.Options{})
+}
+
+// Ensure that a bulk create is applied whole or not at all: an entry
+// whose twin cannot be stored (tags over Azure's 8 KB) leaves no device
+// behind, so its retry with smaller tags creates it, with them, in one
+// twin version.
+func TestBulkCreateWhole(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	svc := e.Service(t)
+	ctx := testCtx(t)
+	big := map[string]any{}
+	for _, k := range []string{"a", "b", "c"} {
+		big[k] = strings.Repeat("x", 3000) // each value fits, together they do not
+	}
+	res, err := svc.Bulk(ctx, []iothub.ExportImportDevice{{ID: "whole", ImportMode: iothub.ImportCreate, Tags: big}})
+	if iothub.CodeOf(err) != iothub.BulkRegistryOperationFailure || len(res.Errors) != 1 {
+		t.Fatalf("a create with oversized tags: %+v, %v", res, err)
+	}
+	if _, err := svc.Device(ctx, "whole"); iothub.CodeOf(err) != iothub.DeviceNotFound {
+		t.Fatalf("the failed entry left a device: %v", err)
+	}
+	res, err = svc.Bulk(ctx, []iothub.ExportImportDevice{{ID: "whole", ImportMode: iothub.ImportCreate, Tags: map[string]any{"size": "small"},
+		Properties: &iothub.ImportTwinProperties{Desired: map[string]any{"interval": 7}}}})
+	if err != nil || !res.IsSuccessful {
+		t.Fatalf("the retry: %+v, %v", res, err)
+	}
+	tw, err := svc.Twin(ctx, "whole")
+	if err != nil || tw.Tags["size"] != "small" || fmt.Sprint(tw.Properties.Desired.Props["interval"]) != "7" || tw.Version != 3 {
+		t.Fatalf("twin after the retry: %+v, %v", tw, err)
+	}
 }

@@ -332,6 +332,29 @@ func (s *Store) PutDeviceJob(dj *iothub.DeviceJob) error {
 	})
 }
 
+// PutJobDevices stores a job and its device records in one commit.
+func (s *Store) PutJobDevices(j *iothub.Job, djs []*iothub.DeviceJob) error {
+	jv, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode job %q: %w", j.JobID, err)
+	}
+	vs := make([][]byte, len(djs))
+	for i, dj := range djs {
+		if vs[i], err = json.Marshal(dj); err != nil {
+			return fmt.Errorf("encode device job %q/%q: %w", dj.JobID, dj.DeviceID, err)
+		}
+	}
+	return s.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketDevJobs)
+		for i, dj := range djs {
+			if err := b.Put([]byte(dj.JobID+"\x00"+dj.DeviceID), vs[i]); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketJobs).Put([]byte(j.JobID), jv)
+	})
+}
+
 // LoadJobs calls fn for each job with its device records.
 func (s *Store) LoadJobs(fn func(iothub.Job, []iothub.DeviceJob) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {

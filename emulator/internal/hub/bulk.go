@@ -139,12 +139,19 @@ func (h *Hub) bulkEntry(ctx context.Context, en iothub.ExportImportDevice) error
 	if en.Capabilities != nil {
 		d.Capabilities = *en.Capabilities
 	}
-	if en.ModuleID != "" {
-		_, _, err = h.PutModule(ctx, iothub.Module{DeviceID: en.ID, ModuleID: en.ModuleID, Authentication: d.Authentication}, ifMatch)
-	} else {
-		_, err = h.PutDevice(ctx, d, ifMatch)
+	// A created identity gets its twin in its first commit: the entry is
+	// applied whole or not at all. A replaced one gets it in a second
+	// commit, so a retry of a failed entry finds the identity and updates.
+	var created *TwinPatch
+	if ifMatch == "" && hasTwin {
+		created = &patch
 	}
-	if err != nil || !hasTwin {
+	if en.ModuleID != "" {
+		_, _, err = h.putModule(ctx, iothub.Module{DeviceID: en.ID, ModuleID: en.ModuleID, Authentication: d.Authentication}, ifMatch, created)
+	} else {
+		_, err = h.putDevice(ctx, d, ifMatch, created)
+	}
+	if err != nil || !hasTwin || created != nil {
 		return err
 	}
 	_, err = h.UpdateTwin(ctx, key, patch, "", false)

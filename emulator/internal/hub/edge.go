@@ -106,7 +106,7 @@ func (h *Hub) ensureEdgeModules(ctx context.Context, deviceID string) error {
 		if err := normalizeDevice(&d); err != nil {
 			return err
 		}
-		if _, err := h.create(d, m, EdgeManagedBy); err != nil && iothub.CodeOf(err) != iothub.ModuleAlreadyExistsOnDevice {
+		if _, err := h.create(d, m, EdgeManagedBy, nil); err != nil && iothub.CodeOf(err) != iothub.ModuleAlreadyExistsOnDevice {
 			return err
 		}
 	}

@@ -34,6 +34,9 @@ type Store interface {
 type ServiceStore interface {
 	PutJob(j *iothub.Job) error
 	PutDeviceJob(dj *iothub.DeviceJob) error
+	// PutJobDevices stores a job and its device records in one commit,
+	// all or none.
+	PutJobDevices(j *iothub.Job, djs []*iothub.DeviceJob) error
 	LoadJobs(fn func(iothub.Job, []iothub.DeviceJob) error) error
 	PutConfiguration(c *iothub.Configuration) error
 	DeleteConfiguration(id string) error

@@ -193,7 +193,7 @@ func (h *Hub) CancelJob(id string) (iothub.Job, error) {
 
 // Start resumes the jobs that had not finished when the hub last stopped,
 // and starts applying configurations. Devices that were running a job at
-// the stop are marked failed, never run twice.
+// the stop run again: at least once, as Azure's jobs are.
 func (h *Hub) Start() error {
 	h.startConfigurations()
 	err := h.svcStore.LoadJobs(func(j iothub.Job, djs []iothub.DeviceJob) error {
@@ -218,8 +218,12 @@ func (h *Hub) Start() error {
 		jb.mu.Lock()
 		terminal := jb.j.Status.Terminal()
 		for _, id := range jb.order {
-			if dj := jb.devices[id]; dj.Status == iothub.DeviceJobRunning {
-				h.failDeviceLocked(jb, dj, "JobInterrupted", "the emulator stopped while this device's job was running")
+			if dj := jb.devices[id]; dj.Status == iothub.DeviceJobRunning && !terminal {
+				// Interrupted: run again. A twin update is idempotent; a
+				// method may be called twice, as Azure's at-least-once
+				// job semantics allow.
+				dj.Status = iothub.DeviceJobPending
+				h.putDeviceJobLocked(dj)
 			}
 		}
 		jb.mu.Unlock()
@@ -282,7 +286,6 @@ func (h *Hub) runJob(ctx context.Context, jb *job) {
 		h.finishJob(jb, iothub.JobFailed, err.Error())
 		return
 	}
-	h.setJobStatus(jb, iothub.JobRunning)
 	jb.mu.Lock()
 	deadline := jb.j.StartTime.Add(time.Duration(jb.j.MaxExecutionTimeInSeconds) * time.Second)
 	var todo []*iothub.DeviceJob
@@ -323,10 +326,13 @@ func (h *Hub) runJob(ctx context.Context, jb *job) {
 }
 
 // resolveDevices selects the job's devices by its condition once, at its
-// start; a resumed job keeps the devices it had.
+// start, and stores them with the job's running status in one commit: a
+// job is running only with its whole device set on disk, so a job
+// resumed after a crash keeps the devices it had, and one that crashed
+// while resolving resolves them again.
 func (h *Hub) resolveDevices(jb *job) error {
 	jb.mu.Lock()
-	resolved := len(jb.order) > 0
+	resolved := jb.j.Status == iothub.JobRunning
 	j := jb.j
 	jb.mu.Unlock()
 	if resolved {
@@ -337,26 +343,35 @@ func (h *Hub) resolveDevices(jb *job) error {
 		return err
 	}
 	now := iothub.NewTime(h.now())
+	var djs []*iothub.DeviceJob
 	for _, d := range twinDocs(h.deviceEntries()) {
 		if !query.Matches(cond, d) {
 			continue
 		}
-		id := d.(*twinDoc).rec.Device.DeviceID
-		dj := &iothub.DeviceJob{DeviceID: id, JobID: j.JobID, JobType: j.Type, Status: iothub.DeviceJobPending,
-			CreatedDateTimeUTC: now, LastUpdatedDateTimeUTC: now}
-		if err := h.svcStore.PutDeviceJob(dj); err != nil {
-			return fmt.Errorf("store device job: %w", err)
-		}
-		jb.mu.Lock()
-		jb.devices[id] = dj
-		jb.order = append(jb.order, id)
-		jb.mu.Unlock()
+		djs = append(djs, &iothub.DeviceJob{DeviceID: d.(*twinDoc).rec.Device.DeviceID, JobID: j.JobID, JobType: j.Type,
+			Status: iothub.DeviceJobPending, CreatedDateTimeUTC: now, LastUpdatedDateTimeUTC: now})
+	}
+	jb.mu.Lock()
+	defer jb.mu.Unlock()
+	if jb.j.Status.Terminal() {
+		return nil // cancelled meanwhile
+	}
+	next := jb.j
+	next.Status = iothub.JobRunning
+	if err := h.svcStore.PutJobDevices(&next, djs); err != nil {
+		return fmt.Errorf("store the job's devices: %w", err)
+	}
+	jb.j = next
+	jb.devices, jb.order = map[string]*iothub.DeviceJob{}, nil
+	for _, dj := range djs {
+		jb.devices[dj.DeviceID] = dj
+		jb.order = append(jb.order, dj.DeviceID)
 	}
 	return nil
 }
 
 // runDevice applies the job to one device: it is marked running durably
-// first, so a restart never runs it twice.
+// first, and one still running at a restart runs again.
 func (h *Hub) runDevice(ctx context.Context, jb *job, dj *iothub.DeviceJob) {
 	jb.mu.Lock()
 	if jb.j.Status.Terminal() {
@@ -384,8 +399,18 @@ func (h *Hub) runDevice(ctx context.Context, jb *job, dj *iothub.DeviceJob) {
 		patch := PatchOf(*j.UpdateTwin)
 		_, err = h.UpdateTwin(ctx, dj.DeviceID, patch, "*", false)
 	}
+	h.jobMu.Lock()
+	closing := h.closing // set before Close cancels the job's context
+	h.jobMu.Unlock()
 	jb.mu.Lock()
 	defer jb.mu.Unlock()
+	if err != nil && closing {
+		// Cut off by the hub's stop, not failed: it runs again at the
+		// next start.
+		dj.Status = iothub.DeviceJobPending
+		h.putDeviceJobLocked(dj)
+		return
+	}
 	if err != nil {
 		e := toHubError(err)
 		h.failDeviceLocked(jb, dj, e.Code.String(), e.Message)

@@ -12,6 +12,12 @@ import (
 // generated; ids starting with '$' are reserved for IoT Edge system
 // modules.
 func (h *Hub) PutModule(ctx context.Context, m iothub.Module, ifMatch string) (mod iothub.Module, created bool, err error) {
+	return h.putModule(ctx, m, ifMatch, nil)
+}
+
+// putModule is PutModule; a created module starts with the twin patch, if
+// any, in the same commit.
+func (h *Hub) putModule(ctx context.Context, m iothub.Module, ifMatch string, twin *TwinPatch) (mod iothub.Module, created bool, err error) {
 	if !iothub.ValidID(m.ModuleID) {
 		return iothub.Module{}, false, iothub.Errorf(iothub.ArgumentInvalid, "Module ID %q is invalid", m.ModuleID)
 	}
@@ -24,7 +30,7 @@ func (h *Hub) PutModule(ctx context.Context, m iothub.Module, ifMatch string) (m
 	}
 	var e *entry
 	if ifMatch == "" {
-		e, err = h.create(d, m.ModuleID, m.ManagedBy)
+		e, err = h.create(d, m.ModuleID, m.ManagedBy, twin)
 	} else {
 		e, err = h.replace(d, m.ModuleID, ifMatch)
 	}

@@ -41,6 +41,12 @@ func (h *Hub) Devices(max int) []iothub.Device {
 // with If-Match it replaces an existing device whose etag matches. PUT is a
 // full replacement: omitted keys are generated anew.
 func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (iothub.Device, error) {
+	return h.putDevice(ctx, d, ifMatch, nil)
+}
+
+// putDevice is PutDevice; a created device starts with the twin patch, if
+// any, in the same commit.
+func (h *Hub) putDevice(ctx context.Context, d iothub.Device, ifMatch string, twin *TwinPatch) (iothub.Device, error) {
 	if !iothub.ValidID(d.DeviceID) {
 		return iothub.Device{}, iothub.Errorf(iothub.ArgumentInvalid, "Device ID %q is invalid: use 1-128 ASCII letters, digits or - : . + %% _ # * ? ! ( ) , = @ ; $ '", d.DeviceID)
 	}
@@ -50,7 +56,7 @@ func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (i
 	var e *entry
 	var err error
 	if ifMatch == "" {
-		e, err = h.create(d, "", "")
+		e, err = h.create(d, "", "", twin)
 	} else {
 		e, err = h.replace(d, "", ifMatch)
 	}
@@ -65,10 +71,11 @@ func (h *Hub) PutDevice(ctx context.Context, d iothub.Device, ifMatch string) (i
 	return e.device(), nil
 }
 
-// create stores a new device, or a module of an existing device. The key is
-// reserved under h.mu, but the durable write happens outside it, so
-// creates share commits and readers never wait for a disk flush.
-func (h *Hub) create(d iothub.Device, moduleID, managedBy string) (*entry, error) {
+// create stores a new device, or a module of an existing device, with
+// the twin patch, if any, merged in the same commit. The key is reserved
+// under h.mu, but the durable write happens outside it, so creates share
+// commits and readers never wait for a disk flush.
+func (h *Hub) create(d iothub.Device, moduleID, managedBy string, twin *TwinPatch) (*entry, error) {
 	key := Key(d.DeviceID, moduleID)
 	h.mu.Lock()
 	_, exists := h.devices[key]
@@ -112,6 +119,14 @@ func (h *Hub) create(d iothub.Device, moduleID, managedBy string) (*entry, error
 			Desired:  iothub.TwinCollection{Props: map[string]any{}, Version: 1, Metadata: &iothub.Metadata{LastUpdated: nowT}},
 			Reported: iothub.TwinCollection{Props: map[string]any{}, Version: 1, Metadata: &iothub.Metadata{LastUpdated: nowT}},
 		},
+	}
+	if twin != nil {
+		mergePatch(rec, *twin, nowT) // nobody is connected to be told
+		if err := checkTwinSizes(rec); err != nil {
+			return nil, err
+		}
+		rec.Twin.Version++
+		rec.TwinETag++
 	}
 	if err := h.store.Put(rec); err != nil {
 		h.log.Error("store write failed", "identity", key, "error", err)

@@ -145,29 +145,9 @@ func (h *Hub) UpdateTwin(ctx context.Context, deviceID string, patch TwinPatch, 
 		mergeSection(des, orEmpty(patch.Desired), now, des.Version)
 		notify, _ = json.Marshal(iothub.TwinCollection{Props: des.Props, Version: des.Version})
 	} else {
-		if patch.Tags != nil {
-			if next.Twin.Tags == nil {
-				next.Twin.Tags = map[string]any{}
-			}
-			mergeValues(next.Twin.Tags, nil, patch.Tags, now, 0)
-		}
-		switch {
-		case patch.ClearDesired:
-			// Azure empties the section under a new $version, and the
-			// device is told just that version.
-			des := &next.Twin.Properties.Desired
-			des.Version++
-			des.Props = map[string]any{}
-			des.Metadata = &iothub.Metadata{LastUpdated: now, LastUpdatedVersion: des.Version}
-			notify, _ = json.Marshal(iothub.TwinCollection{Props: map[string]any{}, Version: des.Version})
-		case patch.Desired != nil:
-			notify = mergeDesired(next, patch.Desired, now)
-		}
+		notify = mergePatch(next, patch, now)
 	}
-	if err := iothub.CheckSectionSize("tags", next.Twin.Tags); err != nil {
-		return iothub.Twin{}, err
-	}
-	if err := iothub.CheckSectionSize("desired", next.Twin.Properties.Desired.Props); err != nil {
+	if err := checkTwinSizes(next); err != nil {
 		return iothub.Twin{}, err
 	}
 	next.Twin.Version++
@@ -343,4 +323,37 @@ func (h *Hub) AnnounceModel(key, modelID string) error {
 	next.Twin.ModelID = modelID
 	next.TwinETag++
 	return h.commitLocked(e, next)
+}
+
+// mergePatch merges a service patch (PATCH /twins) into next's tags and
+// desired properties, and returns the desired notification it makes, if
+// any. Versions and sizes are the caller's.
+func mergePatch(next *Record, patch TwinPatch, now iothub.Time) (notify []byte) {
+	if patch.Tags != nil {
+		if next.Twin.Tags == nil {
+			next.Twin.Tags = map[string]any{}
+		}
+		mergeValues(next.Twin.Tags, nil, patch.Tags, now, 0)
+	}
+	switch {
+	case patch.ClearDesired:
+		// Azure empties the section under a new $version, and the
+		// device is told just that version.
+		des := &next.Twin.Properties.Desired
+		des.Version++
+		des.Props = map[string]any{}
+		des.Metadata = &iothub.Metadata{LastUpdated: now, LastUpdatedVersion: des.Version}
+		notify, _ = json.Marshal(iothub.TwinCollection{Props: map[string]any{}, Version: des.Version})
+	case patch.Desired != nil:
+		notify = mergeDesired(next, patch.Desired, now)
+	}
+	return notify
+}
+
+// checkTwinSizes refuses tags or desired properties over Azure's size.
+func checkTwinSizes(next *Record) error {
+	if err := iothub.CheckSectionSize("tags", next.Twin.Tags); err != nil {
+		return err
+	}
+	return iothub.CheckSectionSize("desired", next.Twin.Properties.Desired.Props)
 }
