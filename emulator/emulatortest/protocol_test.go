@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -210,4 +211,38 @@ func TestBadPayloads(t *testing.T) {
 	}
 	big.Publish(topic.Event("bp", "", nil).String(), 1, false, strings.Repeat("x", 300*1024))
 	waitLost(t, lost, "telemetry over 256 KB")
+}
+
+// Ensure that devices that connected with persistent sessions and left
+// cost the broker nothing: their clients are forgotten (the hub keeps
+// the sessions), and one that comes back finds its session present.
+func TestDisconnectedSessionsForgotten(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	var css []connstr.Device
+	for i := range 20 {
+		cs := e.AddDevice(t, fmt.Sprintf("transient-%02d", i))
+		css = append(css, cs)
+		c, err := rawClient(t, e, cs, raw{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Subscribe(topic.FilterMethods, 0, nil).WaitTimeout(10 * time.Second)
+		c.Disconnect(0)
+	}
+	eventually(t, "the broker forgets the disconnected clients", func() error {
+		if n := e.MQTTClients(); n != 0 {
+			return fmt.Errorf("%d clients held", n)
+		}
+		return nil
+	})
+	var present bool
+	c, err := rawClient(t, e, css[0], raw{present: &present})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(0)
+	if !present {
+		t.Fatal("a device that came back found no session")
+	}
 }

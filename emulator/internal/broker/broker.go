@@ -94,6 +94,12 @@ func New(h *hub.Hub, cfg Config) (*Broker, error) {
 	caps.MinimumProtocolVersion = 4 // MQTT 3.1.1 only
 	caps.SharedSubAvailable = 0
 	caps.MaximumPacketSize = maxPacket
+	// The hub keeps persistent sessions (subscriptions, pending C2D) in
+	// its store; mochi would keep every disconnected persistent client in
+	// memory for ever (about 85 KB each). With no expiry its per-second
+	// sweep forgets them, and OnSessionEstablish gives a reconnecting
+	// device a placeholder so its CONNACK still says session present.
+	caps.MaximumSessionExpiryInterval = 0
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       cfg.Logger.With("component", "mqtt"),
@@ -183,6 +189,9 @@ func (b *Broker) serveConn(listener string, c net.Conn) {
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, packets.CodeDisconnect)
 }
+
+// Clients counts the MQTT clients the broker holds, connected or not.
+func (b *Broker) Clients() int { return b.srv.Clients.Len() }
 
 // Close closes the listeners and every connection and waits for them.
 func (b *Broker) Close() error {

@@ -574,5 +574,9 @@ func (s *Server) EventHubDevelopmentConnectionString(policy string) (string, err
 	return eventhubs.DevelopmentConnectionString(s.HostName(), port, p.Name, p.PrimaryKey, s.cfg.EventHubName), nil
 }
 
+// MQTTClients counts the MQTT clients held in memory, connected or not
+// (for the emulator's own tests).
+func (s *Server) MQTTClients() int { return s.broker.Clients() }
+
 // Hub returns the hub (for the emulator's own tests and tools).
 func (s *Server) Hub() *hub.Hub { return s.hub }
