@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -25,49 +26,98 @@ const (
 	serverKeyFile = "server-key.pem"
 )
 
-// loadOrCreateCA returns the CA in dir, creating it on first start.
-func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
+// caLifetime is how long a new CA is valid. Users trust it machine-wide,
+// so it is short, and it may sign only the names the emulator serves.
+const caLifetime = 398 * 24 * time.Hour
+
+// loadOrCreateCA returns the CA in dir. A CA is created on first start,
+// and again when the one there may not sign every name in names (its
+// name constraints were made for other names) or expires within 30 days;
+// renewed says so, as users must trust the new one.
+func loadOrCreateCA(dir string, names []string) (cert *x509.Certificate, key *ecdsa.PrivateKey, certPEM []byte, renewed bool, err error) {
 	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, caKeyFile)
 	certPEM, err1 := os.ReadFile(certPath)
 	keyPEM, err2 := os.ReadFile(keyPath)
 	if err1 == nil && err2 == nil {
 		cert, key, err := parsePair(certPEM, keyPEM)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("read CA in %s: %w", dir, err)
+			return nil, nil, nil, false, fmt.Errorf("read CA in %s: %w", dir, err)
 		}
-		return cert, key, certPEM, nil
+		if constrainedTo(cert, names) && time.Until(cert.NotAfter) > 30*24*time.Hour {
+			return cert, key, certPEM, false, nil
+		}
+		renewed = true
+	} else if !errors.Is(err1, os.ErrNotExist) && err1 != nil {
+		return nil, nil, nil, false, err1
 	}
-	if !errors.Is(err1, os.ErrNotExist) && err1 != nil {
-		return nil, nil, nil, err1
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, false, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "IoT Hub emulator local CA", Organization: []string{"IoT Hub emulator"}},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
+		NotAfter:              time.Now().Add(caLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
+		// Only the emulator's own names: a certificate this CA signed for
+		// any other name (login.microsoftonline.com, say) does not verify.
+		PermittedDNSDomainsCritical: true,
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			bits := 8 * len(ip.To16())
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			tmpl.PermittedIPRanges = append(tmpl.PermittedIPRanges, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+		} else {
+			tmpl.PermittedDNSDomains = append(tmpl.PermittedDNSDomains, n)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, false, err
 	}
-	cert, _ := x509.ParseCertificate(der)
+	cert, _ = x509.ParseCertificate(der)
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	kb, _ := x509.MarshalECPrivateKey(key)
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, false, err
 	}
 	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, false, err
 	}
-	return cert, key, certPEM, nil
+	// The server certificate the old CA signed must go.
+	os.Remove(filepath.Join(dir, serverFile))
+	return cert, key, certPEM, renewed, nil
+}
+
+// constrainedTo reports whether the CA carries name constraints and they
+// permit every name in names.
+func constrainedTo(ca *x509.Certificate, names []string) bool {
+	if !ca.PermittedDNSDomainsCritical || (len(ca.PermittedDNSDomains) == 0 && len(ca.PermittedIPRanges) == 0) {
+		return false
+	}
+	for _, n := range names {
+		ok := false
+		if ip := net.ParseIP(n); ip != nil {
+			for _, r := range ca.PermittedIPRanges {
+				ok = ok || r.Contains(ip)
+			}
+		} else {
+			for _, d := range ca.PermittedDNSDomains {
+				ok = ok || strings.EqualFold(d, n) || strings.HasSuffix(strings.ToLower(n), "."+strings.ToLower(d))
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {

@@ -170,9 +170,12 @@ func Open(cfg Config) (s *Server, err error) {
 		}
 	}()
 	s = srv
-	ca, caKey, caPEM, err := loadOrCreateCA(cfg.DataDir)
+	ca, caKey, caPEM, renewed, err := loadOrCreateCA(cfg.DataDir, sans(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	if renewed {
+		s.log.Warn("a new CA was made: the old one expires soon, or may not sign the names now served; trust the new one", "ca", filepath.Join(cfg.DataDir, CAFile), "names", sans(cfg))
 	}
 	s.caPEM = caPEM
 	cert, err := loadOrCreateServerCert(cfg.DataDir, ca, caKey, sans(cfg))

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func open(t *testing.T, dir string, hosts ...string) *Server {
@@ -41,8 +42,9 @@ func serverCertNames(t *testing.T, dir string) []string {
 }
 
 // Ensure that the CA and the server certificate are created on first start
-// and reused after, and that the server certificate is reissued when the
-// host names change.
+// and reused after, that the server certificate is reissued when the
+// host names change, and that the CA is too when it may not sign a new
+// name (its name constraints were made for the old ones).
 func TestCertificatesReused(t *testing.T) {
 	dir := t.TempDir()
 	open(t, dir, "myhub.localhost").Close()
@@ -57,17 +59,58 @@ func TestCertificatesReused(t *testing.T) {
 	if got := serverCertNames(t, dir); len(got) != 4 || got[0] != "myhub.localhost" {
 		t.Fatalf("names %v", got)
 	}
-	s := open(t, dir, "myhub.localhost", "emulator")
-	defer s.Close()
-	ca3, _ := os.ReadFile(filepath.Join(dir, CAFile))
-	if !bytes.Equal(ca1, ca3) {
-		t.Fatal("a change of host names replaced the CA")
+	open(t, dir, "myhub.localhost", "other.localhost").Close() // within the constraint "localhost"
+	if ca, _ := os.ReadFile(filepath.Join(dir, CAFile)); !bytes.Equal(ca1, ca) {
+		t.Fatal("a host name the CA may sign replaced it")
 	}
 	if got := serverCertNames(t, dir); len(got) != 5 {
 		t.Fatalf("after adding a host name: %v", got)
 	}
-	if !bytes.Equal(s.CAPEM(), ca1) {
+	s := open(t, dir, "myhub.localhost", "emulator")
+	defer s.Close()
+	ca3, _ := os.ReadFile(filepath.Join(dir, CAFile))
+	if bytes.Equal(ca1, ca3) {
+		t.Fatal("a host name the CA may not sign kept it")
+	}
+	if !bytes.Equal(s.CAPEM(), ca3) {
 		t.Fatal("CAPEM is not the CA file")
+	}
+}
+
+// Ensure that the CA users trust machine-wide signs for the emulator's
+// names only, and not for long: a certificate its key signs for another
+// name does not verify, the server's does, and the CA lasts about a year.
+func TestCANameConstraints(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, "myhub.local").Close()
+	ca, caKey, _, _, err := loadOrCreateCA(dir, []string{"myhub.local", "localhost", "127.0.0.1", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life := ca.NotAfter.Sub(ca.NotBefore); life > 400*24*time.Hour {
+		t.Fatalf("the CA lasts %v", life)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	verify := func(name string) error {
+		c, err := serverCert(ca, caKey, []string{name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(c.Certificate[0])
+		host := name
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: host})
+		return err
+	}
+	for _, ok := range []string{"myhub.local", "localhost", "a.localhost", "127.0.0.1", "::1"} {
+		if err := verify(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"login.microsoftonline.com", "myhub.azure-devices.net", "10.0.0.1"} {
+		if err := verify(bad); err == nil {
+			t.Errorf("the CA's key signed %s and it verified", bad)
+		}
 	}
 }
 
