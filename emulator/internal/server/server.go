@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -425,15 +427,53 @@ func (s *Server) adminHandler(api http.Handler) http.Handler {
 	if !s.cfg.NoDashboard {
 		mux.Handle("/", dashboard.Handler(dashboard.Config{API: api, Session: s.dashboardSession, HostNames: s.cfg.HostNames}))
 	}
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"status":"ok","mqtt":%q,"https":%q}`+"\n", s.MQTTAddr(), s.HTTPSAddr())
-	})
+	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(s.caPEM)
 	})
 	return mux
+}
+
+// handleHealth answers whether every listener accepts connections now:
+// each is dialled, and the answer is 200 with "ok" for each, or 503 with
+// the error of those that did not answer.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	type listener struct {
+		Addr   string `json:"addr"`
+		Status string `json:"status"`
+	}
+	out := struct {
+		Status    string              `json:"status"`
+		Listeners map[string]listener `json:"listeners"`
+		MQTT      string              `json:"mqtt"`
+		HTTPS     string              `json:"https"`
+	}{Status: "ok", Listeners: map[string]listener{}, MQTT: s.MQTTAddr(), HTTPS: s.HTTPSAddr()}
+	for name, ln := range map[string]net.Listener{"mqtt": s.mqttLn, "https": s.httpsLn, "amqp": s.amqpLn, "amqp-plain": s.plainLn} {
+		if ln == nil {
+			continue
+		}
+		addr := ln.Addr().(*net.TCPAddr)
+		target := addr.String()
+		if addr.IP.IsUnspecified() {
+			target = net.JoinHostPort("127.0.0.1", strconv.Itoa(addr.Port))
+		}
+		st := "ok"
+		c, err := net.DialTimeout("tcp", target, time.Second)
+		if err != nil {
+			st, out.Status = err.Error(), "unavailable"
+		} else {
+			c.Close()
+		}
+		out.Listeners[name] = listener{Addr: addr.String(), Status: st}
+	}
+	code := http.StatusOK
+	if out.Status != "ok" {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(out)
 }
 
 // dashboardSession is a token of the iothubowner policy for the

@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,5 +187,32 @@ func TestSeedFile(t *testing.T) {
 	os.WriteFile(seedPath, []byte(`{"devices":[{"id":"typo"}]}`), 0o644)
 	if _, err := Open(cfg(t.TempDir())); err == nil || !strings.Contains(err.Error(), "seed file") {
 		t.Fatalf("a malformed seed file: %v", err)
+	}
+}
+
+// Ensure that /health says each listener's state as it is: ok while all
+// accept connections, 503 naming the one that stopped.
+func TestHealthReportsListeners(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	get := func() (int, map[string]any) {
+		t.Helper()
+		res, err := http.Get("http://" + s.AdminAddr() + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body map[string]any
+		json.NewDecoder(res.Body).Decode(&body)
+		return res.StatusCode, body
+	}
+	if code, body := get(); code != 200 || body["status"] != "ok" || len(body["listeners"].(map[string]any)) != 4 {
+		t.Fatalf("healthy: %d %v", code, body)
+	}
+	s.mqttLn.Close()
+	code, body := get()
+	mqtt := body["listeners"].(map[string]any)["mqtt"].(map[string]any)
+	if code != http.StatusServiceUnavailable || body["status"] != "unavailable" || mqtt["status"] == "ok" {
+		t.Fatalf("with the MQTT listener closed: %d %v", code, body)
 	}
 }
