@@ -50,12 +50,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dataDir := f.String("data-dir", "./data", "directory for the store and the CA certificate")
 	hostNames := f.String("host-names", "localhost", "comma-separated host names of the hub; the first appears in connection strings")
 	extraSANs := f.String("extra-sans", "", "comma-separated extra names or IPs for the server certificate")
-	mqttAddr := f.String("mqtt-addr", ":8883", "MQTT over TLS address")
-	httpsAddr := f.String("https-addr", ":443", "HTTPS address: REST API and MQTT over WebSocket")
+	mqttAddr := f.String("mqtt-addr", "127.0.0.1:8883", "MQTT over TLS address (loopback by default: :8883 serves the network)")
+	httpsAddr := f.String("https-addr", "127.0.0.1:443", "HTTPS address: REST API and MQTT over WebSocket (loopback by default)")
 	adminAddr := f.String("admin-addr", "127.0.0.1:8080", "plain-HTTP admin address: /health, /ca.pem and the dashboard (loopback by default: the dashboard holds the iothubowner key)")
 	dash := f.Bool("dashboard", true, "serve the web dashboard on the admin address")
-	amqpAddr := f.String("amqp-addr", ":5671", "AMQP over TLS address of service clients (cloud-to-device messages, the Event Hubs-compatible endpoint); off to serve none")
-	amqpPlainAddr := f.String("amqp-plain-addr", ":5672", "plain AMQP address, no TLS, of Event Hubs clients given UseDevelopmentEmulator=true; off to serve none")
+	amqpAddr := f.String("amqp-addr", "127.0.0.1:5671", "AMQP over TLS address of service clients (cloud-to-device messages, the Event Hubs-compatible endpoint); off to serve none")
+	amqpPlainAddr := f.String("amqp-plain-addr", "127.0.0.1:5672", "plain AMQP address, no TLS, of Event Hubs clients given UseDevelopmentEmulator=true; off to serve none")
 	seedFile := f.String("seed-file", "", "JSON file of devices to create at start-up")
 	keySeed := f.Secret("key-seed", "secret seed of the policies' keys (default: the well-known development keys)")
 	lenient := f.Bool("lenient", false, "answer invalid MQTT subscriptions with SUBACK 0x80 instead of closing the connection")
@@ -130,6 +130,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "HTTPS is on port %s, not 443: the connection string below works with this project's clients; the official SDKs need 443, 8883 and 5671.\n", port)
 	}
 	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
+	if loopbackOnly(s.MQTTAddr(), s.HTTPSAddr(), s.AMQPAddr()) {
+		fmt.Fprintln(stdout, "Serving this machine only (loopback): -mqtt-addr :8883 -https-addr :443 -amqp-addr :5671 serve the network (the container image does).")
+	}
 	if u := s.DashboardURL(); u != "" {
 		where := "this machine only (loopback); -admin-addr :8080 serves every interface"
 		if host, _, _ := net.SplitHostPort(s.AdminAddr()); host != "" && !net.ParseIP(host).IsLoopback() {
@@ -147,6 +150,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
+}
+
+// loopbackOnly reports whether every address given is a loopback one.
+func loopbackOnly(addrs ...string) bool {
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // checkStore verifies the store of a data directory: exit 0 when sound.

@@ -54,3 +54,23 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatalf("check of a scribbled store: %q, %v", out.String(), err)
 	}
 }
+
+// Ensure that the start-up line about serving loopback only is printed
+// exactly when every listener is on a loopback address.
+func TestLoopbackOnly(t *testing.T) {
+	tests := []struct {
+		addrs []string
+		want  bool
+	}{
+		{[]string{"127.0.0.1:8883", "127.0.0.1:443", "[::1]:5671"}, true},
+		{[]string{"127.0.0.1:8883", "127.0.0.1:443", ""}, true}, // AMQP off
+		{[]string{"[::]:8883", "127.0.0.1:443"}, false},
+		{[]string{"127.0.0.1:8883", "0.0.0.0:443"}, false},
+		{[]string{"192.168.1.5:8883"}, false},
+	}
+	for _, tt := range tests {
+		if got := loopbackOnly(tt.addrs...); got != tt.want {
+			t.Errorf("loopbackOnly(%v) = %v, want %v", tt.addrs, got, tt.want)
+		}
+	}
+}

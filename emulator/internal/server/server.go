@@ -51,23 +51,23 @@ type Config struct {
 	// ExtraSANs are more names for the server certificate, besides the
 	// host names, localhost, 127.0.0.1 and ::1.
 	ExtraSANs []string
-	// MQTTAddr is the MQTT/TLS address. Zero means ":8883".
+	// MQTTAddr is the MQTT/TLS address. Zero means "127.0.0.1:8883":
+	// with the well-known keys, every listener serves this machine only
+	// unless asked.
 	MQTTAddr string
 	// HTTPSAddr is the HTTPS address (REST and MQTT over WebSocket). Zero
-	// means ":443".
+	// means "127.0.0.1:443".
 	HTTPSAddr string
 	// AdminAddr is the plain-HTTP admin address: /health, /ca.pem and
-	// the dashboard. Zero means "127.0.0.1:8080": the dashboard holds
-	// the iothubowner key, so it is served to this machine only unless
-	// asked.
+	// the dashboard. Zero means "127.0.0.1:8080".
 	AdminAddr string
 	// NoDashboard turns the dashboard off.
 	NoDashboard bool
 	// AMQPAddr is the AMQP/TLS address of service clients (their
-	// cloud-to-device messages). Zero means ":5671"; "off" serves none.
+	// cloud-to-device messages). Zero means "127.0.0.1:5671"; "off" serves none.
 	AMQPAddr string
 	// AMQPPlainAddr is the plain-AMQP address, with no TLS, of Event Hubs
-	// clients given UseDevelopmentEmulator=true. Zero means ":5672";
+	// clients given UseDevelopmentEmulator=true. Zero means "127.0.0.1:5672";
 	// "off" serves none. It is bound only when AMQP is served.
 	AMQPPlainAddr string
 	// KeySeed and KeySeed2 derive the policies' primary and secondary keys.
@@ -268,14 +268,14 @@ func setDefaults(cfg *Config) {
 			*p = v
 		}
 	}
-	def(&cfg.MQTTAddr, ":8883")
-	def(&cfg.HTTPSAddr, ":443")
+	def(&cfg.MQTTAddr, "127.0.0.1:8883")
+	def(&cfg.HTTPSAddr, "127.0.0.1:443")
 	def(&cfg.AdminAddr, "127.0.0.1:8080")
 	if cfg.BodyTimeout == 0 {
 		cfg.BodyTimeout = 30 * time.Second
 	}
-	def(&cfg.AMQPAddr, ":5671")
-	def(&cfg.AMQPPlainAddr, ":5672")
+	def(&cfg.AMQPAddr, "127.0.0.1:5671")
+	def(&cfg.AMQPPlainAddr, "127.0.0.1:5672")
 	def(&cfg.StorageContainer, "fileuploads")
 	hubName, _, _ := strings.Cut(cfg.HostNames[0], ".")
 	def(&cfg.EventHubName, hubName)
