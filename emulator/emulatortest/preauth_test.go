@@ -153,3 +153,45 @@ func TestHTTPSBodyTimeout(t *testing.T) {
 		t.Fatalf("a method answered after the body time-out: %+v, %v", res, err)
 	}
 }
+
+// Ensure that connections that have not authenticated are capped: past
+// the limit (two here) the MQTT and AMQP listeners close a new one at
+// once, and once the idle ones go, devices connect again.
+func TestPendingConnectionsCapped(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) { c.MaxPending = 2 }))
+	cs := e.AddDevice(t, "after-the-crowd")
+	for _, addr := range []string{e.MQTTAddr(), e.AMQPPlainAddr()} {
+		var idle []net.Conn
+		refused := false
+		// Each connection says nothing; the server counts it, and once two
+		// are pending it closes the next at once.
+		for i := 0; i < 10 && !refused; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+				idle = append(idle, c) // pending
+				continue
+			}
+			c.Close()
+			refused = true
+		}
+		if !refused || len(idle) > 2 {
+			t.Fatalf("%s: %d idle connections held, refused %v; want at most 2 held, then a refusal", addr, len(idle), refused)
+		}
+		for _, c := range idle {
+			c.Close()
+		}
+	}
+	eventually(t, "a device connects once the idle connections went", func() error {
+		c, err := rawClient(t, e, cs, raw{})
+		if err != nil {
+			return err
+		}
+		c.Disconnect(0)
+		return nil
+	})
+}

@@ -158,7 +158,14 @@ func (c *conn) serve() {
 	defer c.finish()
 	defer c.runCleanups()
 	defer c.detachAll()
-	if err := c.handshake(); err != nil {
+	if c.s.pending.Add(1) > int64(c.s.cfg.MaxPending) {
+		c.s.pending.Add(-1)
+		c.s.log.Warn("amqp connection refused: too many connections are in their handshake", "remote", c.remote(), "limit", c.s.cfg.MaxPending)
+		return
+	}
+	err := c.handshake()
+	c.s.pending.Add(-1)
+	if err != nil {
 		c.s.log.Info("amqp connection refused", "remote", c.remote(), "reason", err.Error())
 		return
 	}

@@ -36,6 +36,10 @@ import (
 type Config struct {
 	// Logger receives structured logs. Zero means slog.Default().
 	Logger *slog.Logger
+	// MaxPending bounds the connections still in their handshake
+	// (protocol headers, SASL, open); one more is closed at once. Zero
+	// means 4096.
+	MaxPending int
 	// Now is the clock claims expire by. Zero means time.Now.
 	Now func() time.Time
 	// Authorize checks a token put on $cbs for an audience and returns
@@ -66,11 +70,12 @@ type Server struct {
 	log    *slog.Logger
 	routes []route // set before serving; read without a lock
 
-	mu     sync.Mutex
-	conns  map[*conn]bool // guarded by mu
-	closed bool           // guarded by mu
-	wg     sync.WaitGroup
-	panics atomic.Int64 // connections that ended in a recovered panic
+	mu      sync.Mutex
+	conns   map[*conn]bool // guarded by mu
+	closed  bool           // guarded by mu
+	wg      sync.WaitGroup
+	panics  atomic.Int64 // connections that ended in a recovered panic
+	pending atomic.Int64 // connections in their handshake
 }
 
 // New returns an engine serving no node yet.
@@ -83,6 +88,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = 4096
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 120 * time.Second

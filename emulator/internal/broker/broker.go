@@ -51,6 +51,10 @@ type Config struct {
 	// its CONNECT (the TLS handshake included); a client that sends none
 	// is closed. Zero means 10 s.
 	ConnectTimeout time.Duration
+	// MaxPending bounds the connections that have not authenticated yet
+	// (TLS handshake or CONNECT under way); one more is closed at once.
+	// Zero means 4096.
+	MaxPending int
 }
 
 // maxPacket bounds every packet a device sends, CONNECT included, so
@@ -65,8 +69,9 @@ type Broker struct {
 	log *slog.Logger
 	cfg Config
 
-	links   sync.Map // *mqtt.Client → *link
-	expiry  sync.Map // *mqtt.Client → time.Time, between authentication and session start
+	pending atomic.Int64 // connections not yet authenticated
+	links   sync.Map     // *mqtt.Client → *link
+	expiry  sync.Map     // *mqtt.Client → time.Time, between authentication and session start
 	wg      sync.WaitGroup
 	drains  sync.WaitGroup // the links' writer goroutines
 	mu      sync.Mutex
@@ -84,6 +89,9 @@ func New(h *hub.Hub, cfg Config) (*Broker, error) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = 4096
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	// mochi queues only what it routes between clients, and the broker
@@ -178,10 +186,17 @@ func (b *Broker) track(c net.Conn) bool {
 }
 
 func (b *Broker) serveConn(listener string, c net.Conn) {
+	if b.pending.Add(1) > int64(b.cfg.MaxPending) {
+		b.pending.Add(-1)
+		b.log.Warn("mqtt connection refused: too many connections have not authenticated yet", "remote", c.RemoteAddr().String(), "limit", b.cfg.MaxPending)
+		c.Close()
+		return
+	}
 	// Until its CONNECT, which sets the keep-alive deadline.
 	_ = c.SetReadDeadline(time.Now().Add(b.cfg.ConnectTimeout))
-	c = &deadlineConn{Conn: c, timeout: b.cfg.WriteTimeout}
-	if err := b.srv.EstablishConnection(listener, c); err != nil && !isClosed(err) {
+	dc := &deadlineConn{Conn: c, timeout: b.cfg.WriteTimeout, pending: &b.pending}
+	defer dc.authenticated() // if it never did
+	if err := b.srv.EstablishConnection(listener, dc); err != nil && !isClosed(err) {
 		b.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "error", err)
 	}
 }
@@ -213,7 +228,12 @@ func (b *Broker) Close() error {
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	pending *atomic.Int64 // counts the connection until it authenticates
+	once    sync.Once
 }
+
+// authenticated takes the connection off the pending count, once.
+func (c *deadlineConn) authenticated() { c.once.Do(func() { c.pending.Add(-1) }) }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))

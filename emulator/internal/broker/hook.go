@@ -147,6 +147,9 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // token-expiry timer: the hub closes a connection whose SAS token expired
 // (device-protocol §3.4).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if dc, ok := cl.Net.Conn.(*deadlineConn); ok {
+		dc.authenticated()
+	}
 	l := &link{b: h.b, cl: cl}
 	if pk.Connect.WillFlag {
 		// The will is published as the device's telemetry by OnDisconnect,

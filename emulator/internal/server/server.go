@@ -128,6 +128,10 @@ type Config struct {
 	// ConnectTimeout bounds the time an MQTT client has to send its
 	// CONNECT, TLS handshake included. Zero means 10 s.
 	ConnectTimeout time.Duration
+	// MaxPending bounds the MQTT connections not yet authenticated, and
+	// the AMQP connections in their handshake, each; more are closed at
+	// once. Zero means 4096.
+	MaxPending int
 	// BodyTimeout bounds the time an HTTPS client has to send a
 	// request's body. Zero means 30 s.
 	BodyTimeout time.Duration
@@ -247,7 +251,7 @@ func Open(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.hub.SetLatency(latency)
-	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout, ConnectTimeout: cfg.ConnectTimeout}); err != nil {
+	if s.broker, err = broker.New(s.hub, broker.Config{Logger: cfg.Logger, Lenient: cfg.Lenient, WriteTimeout: cfg.WriteTimeout, ConnectTimeout: cfg.ConnectTimeout, MaxPending: cfg.MaxPending}); err != nil {
 		return nil, err
 	}
 	if err := s.broker.Start(); err != nil {
@@ -326,7 +330,7 @@ func (s *Server) listen(tlsCfg *tls.Config) error {
 				return err
 			}
 		}
-		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.DeviceAuthorizer(s.hub, amqp.EventHubsAuthorizer(s.hub)), WriteTimeout: s.cfg.WriteTimeout})
+		s.amqp = amqp.New(amqp.Config{Logger: s.log, Authorize: amqp.DeviceAuthorizer(s.hub, amqp.EventHubsAuthorizer(s.hub)), WriteTimeout: s.cfg.WriteTimeout, MaxPending: s.cfg.MaxPending})
 		amqp.ServeService(s.amqp, s.hub)
 		amqp.ServeDevices(s.amqp, s.hub)
 		amqp.ServeEventHubs(s.amqp, s.hub, amqp.EventHubsConfig{Name: s.cfg.EventHubName, ConsumerGroups: s.cfg.ConsumerGroups,
