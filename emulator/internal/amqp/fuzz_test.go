@@ -73,3 +73,40 @@ func FuzzConn(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHandshake feeds a connection arbitrary first bytes, protocol
+// headers and SASL frames included: whatever they hold, the connection
+// ends without a panic and the engine's handshake count goes back to
+// zero.
+func FuzzHandshake(f *testing.F) {
+	log := slog.New(slog.DiscardHandler)
+	f.Add([]byte("AMQP\x00\x01\x00\x00"))
+	f.Add([]byte("AMQP\x03\x01\x00\x00"))
+	f.Add([]byte("AMQP\x03\x01\x00\x00\x00\x00\x00\x1a\x02\x01\x00\x00\x00\x53\x41\xc0\x0d\x02\xa3\x05PLAIN\xa0\x04\x00a\x00b"))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add([]byte("AMQP\x00\x01\x00\x00\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := New(Config{Logger: log, Authorize: func(string, string, string) (Claim, error) { return Claim{}, nil }})
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			s.ServeConn(server)
+			close(done)
+		}()
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = client.Write(data)
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connection did not end")
+		}
+		if n := s.panics.Load(); n > 0 {
+			t.Fatalf("%d connection(s) panicked", n)
+		}
+		if n := s.pending.Load(); n != 0 {
+			t.Fatalf("%d handshakes still counted", n)
+		}
+	})
+}

@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+)
+
+// connectBytes encodes a CONNECT for the fuzz seeds.
+func connectBytes(version byte, id, user, pass string, will bool, willQos byte) []byte {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: id, Keepalive: 30, Clean: true,
+			UsernameFlag: user != "", Username: []byte(user), PasswordFlag: pass != "", Password: []byte(pass)}}
+	if will {
+		pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload, pk.Connect.WillQos = true, "devices/"+id+"/messages/events/", []byte("w"), willQos
+	}
+	var b bytes.Buffer
+	_ = pk.ConnectEncode(&b)
+	return b.Bytes()
+}
+
+// FuzzFirstBytes feeds an MQTT connection arbitrary first bytes, CONNECT
+// packets of every shape among them: whatever they hold, the connection
+// ends without a panic (a panic fails the fuzz) and leaves nothing
+// counted as pending.
+func FuzzFirstBytes(f *testing.F) {
+	st, err := bolt.Open(filepath.Join(f.TempDir(), "f.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	h, err := hub.New(st, st, hub.Options{Logger: log})
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := New(h, Config{Logger: log, ConnectTimeout: 200 * time.Millisecond})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { b.Close() })
+	user := "localhost/d1/?api-version=2021-04-12"
+	f.Add(connectBytes(4, "d1", user, "SharedAccessSignature sr=localhost%2Fdevices%2Fd1&sig=x&se=1", false, 0))
+	f.Add(connectBytes(4, "d1", user, "", true, 2))
+	f.Add(connectBytes(4, "", "", "", false, 0))
+	f.Add(connectBytes(5, "d1", user, "x", false, 0))
+	f.Add(connectBytes(3, "d1", user, "x", false, 0))
+	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0x7f})
+	f.Add([]byte{0x30, 0x05, 0x00, 0x01, 'a', 'b', 'c'})
+	f.Add([]byte{0xc0, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			b.ServeConn(server)
+			close(done)
+		}()
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		// A server that stopped reading lets the write time out.
+		_ = client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = client.Write(data)
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connection did not end")
+		}
+		if n := b.pending.Load(); n != 0 {
+			t.Fatalf("%d connections still counted as pending", n)
+		}
+	})
+}
