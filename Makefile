@@ -4,7 +4,7 @@ FUZZTIME  ?= 30s
 BIN       := bin
 BINARIES  := emulator simdevice invoker
 
-.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover screenshots
+.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover screenshots soak
 
 all: lint test
 
@@ -57,6 +57,10 @@ conformance: build
 ## screenshots: the dashboard's main pages, as the browser tests show them, into docs/screenshots/
 screenshots: build
 	SCREENSHOTS=$(CURDIR)/docs/screenshots bash .ci/conformance 18-dashboard
+
+## soak: 2,000 devices with churn under method and telemetry load for 5 minutes, kill -9 halfway (not in check)
+soak:
+	SOAK=1 $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./emulator 2>&1 | grep -E '^(--- |ok|FAIL)|soak:'
 
 ## bench: benchmarks, written to docs/benchmarks.md
 bench:

@@ -37,7 +37,13 @@ type addrs struct{ mqtt, https, amqp string }
 // returns it with its addresses once it is ready.
 func emulatorProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, addrs) {
 	t.Helper()
-	cmd := exec.Command(bin, "-data-dir", dataDir, "-mqtt-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-amqp-addr", "127.0.0.1:0", "-amqp-plain-addr", "127.0.0.1:0")
+	return emulatorAt(t, bin, dataDir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+}
+
+// emulatorAt is emulatorProcess on the addresses given.
+func emulatorAt(t *testing.T, bin, dataDir, mqtt, https, admin, amqp, plain string) (*exec.Cmd, addrs) {
+	t.Helper()
+	cmd := exec.Command(bin, "-data-dir", dataDir, "-mqtt-addr", mqtt, "-https-addr", https, "-admin-addr", admin, "-amqp-addr", amqp, "-amqp-plain-addr", plain)
 	stderr, _ := cmd.StderrPipe()
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {

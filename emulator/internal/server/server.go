@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -432,6 +433,7 @@ func (s *Server) adminHandler(api http.Handler) http.Handler {
 		mux.Handle("/", dashboard.Handler(dashboard.Config{API: api, Session: s.dashboardSession, HostNames: s.cfg.HostNames}))
 	}
 	mux.HandleFunc("GET /health", s.handleHealth)
+	mux.HandleFunc("GET /runtime", handleRuntime)
 	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(s.caPEM)
@@ -478,6 +480,19 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(out)
+}
+
+// handleRuntime answers the process's goroutines and memory, after a
+// collection with ?gc=1 (live memory), for soak runs and curious users.
+func handleRuntime(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("gc") == "1" {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]uint64{"goroutines": uint64(runtime.NumGoroutine()), "heapAllocBytes": ms.HeapAlloc,
+		"heapInuseBytes": ms.HeapInuse, "sysBytes": ms.Sys, "numGC": uint64(ms.NumGC)})
 }
 
 // dashboardSession is a token of the iothubowner policy for the
