@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	partitions := f.Int("partitions", 4, "partitions of the built-in endpoint (Azure's default: 4)")
 	retention := f.Duration("retention", 24*time.Hour, "how long telemetry is kept for the built-in endpoint (Azure's default: 1 day)")
 	retainEvents := f.Int("retain-events", 100000, "most events kept per partition, so a flood cannot fill the disk")
+	retainMiB := f.Int("retain-mib", 1024, "most MiB of telemetry kept, all partitions together (the oldest go first)")
 	storageCS := f.Secret("storage-connection-string", "storage account of file uploads, as a hub's file upload settings (UseDevelopmentStorage=true: Azurite on https://127.0.0.1:10000); empty: uploads answer an error")
 	storageContainer := f.String("storage-container", "fileuploads", "container of file uploads")
 	sasTTL := f.Duration("file-upload-sas-ttl", time.Hour, "how long a file upload's SAS is valid (Azure's default: 1 hour)")
@@ -99,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
 		X509CAFiles: cmdline.SplitList(*x509CA), ConfigurationInterval: *cfgInterval,
 		EventHubName: *ehName, ConsumerGroups: cmdline.SplitList(*groups), Partitions: *partitions,
-		Retention: *retention, RetainEvents: int64(*retainEvents),
+		Retention: *retention, RetainEvents: int64(*retainEvents), RetainBytes: int64(*retainMiB) << 20,
 		StorageConnectionString: *storageCS, StorageContainer: *storageContainer, FileUploadSASTTL: *sasTTL,
 		NoFileNotifications: !*fileNotifications, Latency: *latency, NoDashboard: !*dash,
 	}

@@ -82,3 +82,35 @@ func TestTelemetryInFlight(t *testing.T) {
 		want++
 	}
 }
+
+// Ensure that the log's size is capped, all partitions together: with a
+// cap of 4 partitions × 256 KB, a device sending 60 KB messages (80 KB
+// stored, as base64) keeps the newest three in its partition, the newest
+// always; the size counted survives a restart.
+func TestTelemetryLogBytesCapped(t *testing.T) {
+	e := emulatortest.Start(t, emulatortest.WithConfig(func(c *server.Config) { c.RetainBytes = 4 * 256 * 1024 }))
+	cs := e.AddDevice(t, "flood")
+	dev := e.Dial(t, cs, iotdevice.Options{CAFile: e.CAFile()})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := e.Hub().PartitionOf("flood")
+	body := make([]byte, 60*1024)
+	for i := range 6 {
+		if err := dev.SendEvent(ctx, body, nil); err != nil {
+			t.Fatal(err)
+		}
+		info, _ := e.Hub().Partition(p)
+		if kept := info.Last - info.Begin + 1; info.Last != int64(i) || kept != min(int64(i)+1, 3) {
+			t.Fatalf("after message %d the partition holds %+v (%d events); want the newest three at most", i, info, kept)
+		}
+	}
+	dev.Close()
+	e = e.Restart(t)
+	dev = e.Dial(t, cs, iotdevice.Options{CAFile: e.CAFile()})
+	if err := dev.SendEvent(ctx, body, nil); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := e.Hub().Partition(p); info.Begin != 4 || info.Last != 6 {
+		t.Fatalf("after a restart: %+v; want events 4 to 6", info)
+	}
+}

@@ -18,12 +18,16 @@ import (
 // first key and a read seeks to its start.
 var bucketEvents = []byte("events")
 
+// bucketEventSizes maps a partition's name to the bytes of its events,
+// 8 bytes big-endian, kept with every append and eviction.
+var bucketEventSizes = []byte("eventSizes")
+
 func partitionName(p int) []byte { return fmt.Appendf(nil, "%d", p) }
 
 func seqKey(seq int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(seq)) }
 
 // AppendEvent implements hub.EventLog.
-func (s *Store) AppendEvent(ev hub.Event, evictBefore time.Time, keep int64) func() (int64, error) {
+func (s *Store) AppendEvent(ev hub.Event, evictBefore time.Time, keep, keepBytes int64) func() (int64, error) {
 	val, err := json.Marshal(ev)
 	if err != nil {
 		return func() (int64, error) { return 0, err }
@@ -42,19 +46,31 @@ func (s *Store) AppendEvent(ev hub.Event, evictBefore time.Time, keep int64) fun
 		if err := b.Put(seqKey(ev.Sequence), val); err != nil {
 			return err
 		}
+		sizes, err := tx.CreateBucketIfNotExists(bucketEventSizes)
+		if err != nil {
+			return err
+		}
+		var size int64
+		if v := sizes.Get(partitionName(ev.Partition)); len(v) == 8 {
+			size = int64(binary.BigEndian.Uint64(v)) + int64(len(val))
+		} else {
+			// A log written before sizes were kept: count it once.
+			b.ForEach(func(_, v []byte) error { size += int64(len(v)); return nil })
+		}
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.First() {
 			seq := int64(binary.BigEndian.Uint64(k))
 			old := len(v) >= 8 && int64(binary.BigEndian.Uint64(v)) < evictBefore.UnixNano()
-			if seq == ev.Sequence || (!old && ev.Sequence-seq < keep) {
+			if seq == ev.Sequence || (!old && ev.Sequence-seq < keep && (keepBytes <= 0 || size <= keepBytes)) {
 				begin = seq
 				break
 			}
+			size -= int64(len(v))
 			if err := c.Delete(); err != nil {
 				return err
 			}
 		}
-		return nil
+		return sizes.Put(partitionName(ev.Partition), binary.BigEndian.AppendUint64(nil, uint64(size)))
 	})
 	return func() (int64, error) { return begin, <-done }
 }

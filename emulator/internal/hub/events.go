@@ -24,14 +24,15 @@ type Event struct {
 }
 
 // EventLog stores the telemetry log: per partition, events in sequence
-// order, the oldest evicted by age and count.
+// order, the oldest evicted by age, count and size.
 type EventLog interface {
 	// AppendEvent queues ev for the next commit, evicting from the head of
-	// its partition events enqueued before evictBefore and those past the
-	// newest keep, and returns a wait that returns once the commit is
+	// its partition events enqueued before evictBefore, those past the
+	// newest keep, and the oldest while the partition holds more than
+	// keepBytes; it returns a wait that returns once the commit is
 	// durable, with the partition's first sequence number then. Appends
 	// are committed in the order they were queued.
-	AppendEvent(ev Event, evictBefore time.Time, keep int64) (wait func() (begin int64, err error))
+	AppendEvent(ev Event, evictBefore time.Time, keep, keepBytes int64) (wait func() (begin int64, err error))
 	// ReadEvents returns up to max events of partition from sequence
 	// number from on.
 	ReadEvents(partition int, from int64, max int) ([]Event, error)
@@ -115,7 +116,7 @@ func (h *Hub) appendEvent(ev Event) func() error {
 	ev.Sequence = p.next
 	p.next++
 	// Queued under the lock, so commits follow sequence order.
-	wait := h.ev.log.AppendEvent(ev, ev.Enqueued.Add(-h.opts.Retention), h.opts.RetainEvents)
+	wait := h.ev.log.AppendEvent(ev, ev.Enqueued.Add(-h.opts.Retention), h.opts.RetainEvents, h.opts.RetainBytes/int64(len(h.ev.partitions)))
 	p.mu.Unlock()
 	return sync.OnceValue(func() error {
 		begin, err := wait()

@@ -112,6 +112,9 @@ type Options struct {
 	// RetainEvents bounds the events kept per partition, so a flood
 	// cannot fill the disk. Zero means 100,000.
 	RetainEvents int64
+	// RetainBytes bounds the bytes of the events kept, all partitions
+	// together (the oldest go first). Zero means 1 GiB.
+	RetainBytes int64
 	// Now is the clock. Zero means time.Now.
 	Now func() time.Time
 	// Logger receives structured logs. Zero means slog.Default().
@@ -149,6 +152,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour
+	}
+	if o.RetainBytes <= 0 {
+		o.RetainBytes = 1 << 30
 	}
 	if o.RetainEvents <= 0 {
 		o.RetainEvents = 100_000

@@ -105,6 +105,9 @@ type Config struct {
 	Retention time.Duration
 	// RetainEvents bounds the events kept per partition. Zero means 100,000.
 	RetainEvents int64
+	// RetainBytes bounds the bytes of telemetry kept, all partitions
+	// together. Zero means 1 GiB.
+	RetainBytes int64
 	// StorageConnectionString names the storage account file uploads go
 	// to, as a hub's file upload settings do; empty answers uploads with
 	// an error. UseDevelopmentStorage=true is Azurite over HTTPS.
@@ -224,6 +227,7 @@ func Open(cfg Config) (s *Server, err error) {
 		Partitions:            cfg.Partitions,
 		Retention:             cfg.Retention,
 		RetainEvents:          cfg.RetainEvents,
+		RetainBytes:           cfg.RetainBytes,
 		Files:                 files,
 		FileUploadSASTTL:      cfg.FileUploadSASTTL,
 		NoFileNotifications:   cfg.NoFileNotifications,
