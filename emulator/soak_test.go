@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -86,6 +87,8 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	registered := runtimeOf()
 
 	// Each device connects, sends a message every 10 s and reports every
 	// 30 s (with jitter), answers whoami with its own id, and leaves after
@@ -198,6 +201,13 @@ func TestSoak(t *testing.T) {
 		pause(&stop2, 500*time.Millisecond)
 	}
 	after := runtimeOf()
+	if path := os.Getenv("SOAK_HEAP_PROFILE"); path != "" {
+		if res, err := http.Get("http://" + ports[2] + "/debug/pprof/heap?gc=1"); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			os.WriteFile(path, b, 0o644)
+		}
+	}
 
 	// Every acknowledged message is in the built-in endpoint, and every
 	// device's twin holds at least its last acknowledged report.
@@ -235,7 +245,8 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("soak: %d devices for %v; %d method calls, %d answered, %d misrouted", n, duration, calls.Load(), answered.Load(), misrouted.Load())
 	t.Logf("soak: %d messages sent, %d acknowledged, %d of those lost; %d devices' last acknowledged report lost", sends.Load(), want, want-found, lostReports)
-	t.Logf("soak: emulator idle %s; loaded %s; before the kill %s; after the restart %s; after the load %s", idle, loaded, beforeKill, duringAfterRestart, after)
+	t.Logf("soak: emulator idle %s; with the devices registered %s; loaded %s; before the kill %s; after the restart %s; after the load %s",
+		idle, registered, loaded, beforeKill, duringAfterRestart, after)
 	if misrouted.Load() > 0 || found != want || lostReports > 0 {
 		t.Fatal("soak: misrouted calls or lost acknowledged writes")
 	}

@@ -98,8 +98,10 @@ module.exports = {
   async desiredEditReachesDevice() {
     const dev = await reportingDevice('dash-twin');
     try {
+      await registry().addModule({ deviceId: dev.id, moduleId: 'filter' });
       return await withPage(async (page, url) => {
         await page.goto(`${url}#/devices/${dev.id}`);
+        await page.locator('#modules li[data-module="filter"] .badge.off').waitFor({ timeout: 5000 });
         await page.waitForFunction(() => document.getElementById('etag').textContent !== '');
         await page.getByLabel('Desired properties').fill('{"interval": 42, "mode": "eco"}');
         await page.getByRole('button', { name: 'Save twin' }).click();

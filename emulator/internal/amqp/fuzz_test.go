@@ -4,13 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	wire "github.com/iothub-emulator/iothub-emulator/api/amqp"
-	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hubtest"
 )
 
 // frameBytes encodes one AMQP frame for the fuzz seeds.
@@ -24,16 +23,8 @@ func ptr[T any](v T) *T { return &v }
 // FuzzConn feeds a connection arbitrary frames after the protocol header:
 // whatever they hold, the connection must end without a panic.
 func FuzzConn(f *testing.F) {
-	st, err := bolt.Open(filepath.Join(f.TempDir(), "f.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
-	h, err := hub.New(st, st, hub.Options{Logger: log})
-	if err != nil {
-		f.Fatal(err)
-	}
+	h := hubtest.New(f, hub.Options{})
 	var seed []byte
 	for _, fr := range [][]byte{
 		frameBytes(&wire.Open{ContainerID: "c"}, nil),
@@ -52,26 +43,34 @@ func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := New(Config{Logger: log, Authorize: ServiceAuthorizer(h)})
 		ServeService(s, h)
-		client, server := net.Pipe()
-		done := make(chan struct{})
-		go func() {
-			s.ServeConn(server)
-			close(done)
-		}()
-		go func() { _, _ = io.Copy(io.Discard, client) }()
-		_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = client.Write([]byte{'A', 'M', 'Q', 'P', 0, 1, 0, 0})
-		_, _ = client.Write(data)
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the connection did not end")
-		}
-		if n := s.panics.Load(); n > 0 {
-			t.Fatalf("%d connection(s) panicked", n)
-		}
+		feed(t, s, append([]byte{'A', 'M', 'Q', 'P', 0, 1, 0, 0}, data...))
 	})
+}
+
+// feed writes data to a connection of s and closes it; the connection
+// must end, without a panic, and leave no handshake counted.
+func feed(t *testing.T, s *Server, data []byte) {
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		s.ServeConn(server)
+		close(done)
+	}()
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = client.Write(data)
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection did not end")
+	}
+	if n := s.panics.Load(); n > 0 {
+		t.Fatalf("%d connection(s) panicked", n)
+	}
+	if n := s.pending.Load(); n != 0 {
+		t.Fatalf("%d handshakes still counted", n)
+	}
 }
 
 // FuzzHandshake feeds a connection arbitrary first bytes, protocol
@@ -87,26 +86,6 @@ func FuzzHandshake(f *testing.F) {
 	f.Add([]byte("AMQP\x00\x01\x00\x00\xff\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := New(Config{Logger: log, Authorize: func(string, string, string) (Claim, error) { return Claim{}, nil }})
-		client, server := net.Pipe()
-		done := make(chan struct{})
-		go func() {
-			s.ServeConn(server)
-			close(done)
-		}()
-		go func() { _, _ = io.Copy(io.Discard, client) }()
-		_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = client.Write(data)
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the connection did not end")
-		}
-		if n := s.panics.Load(); n > 0 {
-			t.Fatalf("%d connection(s) panicked", n)
-		}
-		if n := s.pending.Load(); n != 0 {
-			t.Fatalf("%d handshakes still counted", n)
-		}
+		feed(t, s, data)
 	})
 }

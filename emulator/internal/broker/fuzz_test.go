@@ -5,14 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hubtest"
 )
 
 // connectBytes encodes a CONNECT for the fuzz seeds.
@@ -33,16 +32,8 @@ func connectBytes(version byte, id, user, pass string, will bool, willQos byte) 
 // ends without a panic (a panic fails the fuzz) and leaves nothing
 // counted as pending.
 func FuzzFirstBytes(f *testing.F) {
-	st, err := bolt.Open(filepath.Join(f.TempDir(), "f.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
-	h, err := hub.New(st, st, hub.Options{Logger: log})
-	if err != nil {
-		f.Fatal(err)
-	}
+	h := hubtest.New(f, hub.Options{})
 	b, err := New(h, Config{Logger: log, ConnectTimeout: 200 * time.Millisecond})
 	if err != nil {
 		f.Fatal(err)

@@ -39,7 +39,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
-		mqtt.OnPublish,
+		mqtt.OnPublish, mqtt.OnClientExpired,
 	}, []byte{b})
 }
 
@@ -174,6 +174,12 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		l.timer = time.AfterFunc(time.Until(v.(time.Time)), func() { l.drop("the SAS token expired") })
 	}
 }
+
+// OnClientExpired drops the subscriptions mochi holds for a client it
+// forgets (a disconnected persistent session: MaximumSessionExpiryInterval
+// is 0), which it would otherwise keep in its topic tree for ever. The
+// hub keeps the session; mochi's tree routes nothing here.
+func (h *hook) OnClientExpired(cl *mqtt.Client) { h.b.srv.UnsubscribeClient(cl) }
 
 // OnDisconnect detaches the connection; an ungraceful close publishes the
 // will as telemetry (device-protocol §4.1).

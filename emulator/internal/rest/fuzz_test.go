@@ -7,13 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
-	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hubtest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
 )
 
@@ -22,18 +21,8 @@ import (
 // whatever they hold, each is answered (a panic fails the fuzz), with a
 // status HTTP knows, and an error answer names an IoT Hub error code.
 func FuzzRequest(f *testing.F) {
-	st, err := bolt.Open(filepath.Join(f.TempDir(), "f.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	log := slog.New(slog.DiscardHandler)
-	h, err := hub.New(st, st, hub.Options{Logger: log})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(h.Close)
-	api := rest.New(h, rest.Config{Logger: log})
+	h := hubtest.New(f, hub.Options{})
+	api := rest.New(h, rest.Config{Logger: slog.New(slog.DiscardHandler)})
 	p, _ := h.Policy("iothubowner")
 	tok, _ := sas.New("localhost", p.Name, p.PrimaryKey, time.Now().Add(time.Hour))
 	v := "?api-version=2021-04-12"

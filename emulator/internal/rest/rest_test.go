@@ -6,33 +6,22 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
-	"github.com/iothub-emulator/iothub-emulator/emulator/internal/bolt"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hubtest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/rest"
 )
 
 // server is the REST face over a real hub on a bbolt file.
 func server(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "r.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	log := slog.New(slog.DiscardHandler)
-	h, err := hub.New(st, st, hub.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	srv := httptest.NewServer(rest.New(h, rest.Config{Logger: log}))
+	h := hubtest.New(t, hub.Options{})
+	srv := httptest.NewServer(rest.New(h, rest.Config{Logger: slog.New(slog.DiscardHandler)}))
 	t.Cleanup(srv.Close)
 	p, _ := h.Policy("iothubowner")
 	tok, _ := sas.New("localhost", p.Name, p.PrimaryKey, time.Now().Add(time.Hour))

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -438,6 +439,10 @@ func (s *Server) adminHandler(api http.Handler) http.Handler {
 	}
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /runtime", handleRuntime)
+	// Profiles, for performance work: the admin listener is loopback
+	// unless asked otherwise.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(s.caPEM)

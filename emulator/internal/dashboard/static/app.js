@@ -448,7 +448,10 @@ async function devicePage(id) {
     facts.replaceChildren(stateBadge(d.connectionState), ` ${d.status} · ${(d.authentication || {}).type} · last activity ${when(d.lastActivityTime)} · ${d.cloudToDeviceMessageCount || 0} C2D queued`);
     cs.textContent = connectionString(d);
     const { data: mods } = await api('GET', `/devices/${encodeURIComponent(id)}/modules`);
-    modules.replaceChildren(...(mods && mods.length ? mods.map((m) => h('li', {}, `${m.moduleId} `, stateBadge(m.connectionState))) : [h('li', { class: 'muted' }, 'No modules.')]));
+    modules.replaceChildren(...(mods && mods.length
+      ? mods.map((m) => h('li', { 'data-module': m.moduleId }, h('strong', {}, m.moduleId), ' ', stateBadge(m.connectionState),
+        ` ${(m.authentication || {}).type || ''} · last activity ${when(m.lastActivityTime)}`))
+      : [h('li', { class: 'muted' }, 'No modules.')]));
   });
   every(1000, async () => {
     const { data } = await api('GET', `/emulator/devices/${encodeURIComponent(id)}/messages`);
