@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,4 +73,52 @@ func FuzzFirstBytes(f *testing.F) {
 			t.Fatalf("%d connections still counted as pending", n)
 		}
 	})
+}
+
+// flakyListener fails its first Accepts as a process out of file
+// descriptors does, then accepts.
+type flakyListener struct {
+	net.Listener
+	failures int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.failures > 0 {
+		l.failures--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// Ensure that accept errors such as "too many open files" do not end the
+// listener: after them, a connection is still served.
+func TestAcceptErrorsPass(t *testing.T) {
+	b, err := New(hubtest.New(t, hub.Options{}), Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Serve(&flakyListener{Listener: ln, failures: 5})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A CONNECT of MQTT 3.1 is answered (refused, return code 1): the
+	// listener went on accepting and served it.
+	if _, err := c.Write(connectBytes(3, "d1", "u", "p", false, 0)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x20 || ack[3] != 0x01 {
+		t.Fatalf("CONNACK %x, %v", ack, err)
+	}
 }

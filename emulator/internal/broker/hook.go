@@ -211,7 +211,7 @@ var errQoS2 = fmt.Errorf("%w: QoS 2 publishes are not supported", packets.ErrRej
 // cloud-to-device messages on PUBACK.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	switch {
-	case pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion == 4:
+	case pk.FixedHeader.Type == packets.Connect && pk.ProtocolVersion < 5:
 		return h.connect311(cl, pk)
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2:
 		h.b.log.Info("closing device connection", "client", cl.ID, "reason", errQoS2)
@@ -227,14 +227,24 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // errRefused ends a CONNECT refused with a CONNACK already sent.
 var errRefused = fmt.Errorf("%w: connect refused", packets.ErrRejectPacket)
 
-// connect311 keeps an MQTT 3.1.1 client's CONNACK within the return codes
-// 3.1.1 has (0 to 5): mochi checks a CONNECT against MQTT 5 capabilities
-// before any hook sees it and would answer 0x80, 0x9A or 0x9B. A will
+// connect311 keeps the CONNACK of an MQTT 3.1 or 3.1.1 client within
+// the return codes those versions have (0 to 5): mochi checks a CONNECT
+// against MQTT 5 rules before any hook sees it and would answer 0x80,
+// 0x82, 0x9A or 0x9B. MQTT 3.1 is refused with 1 (device-protocol §15);
+// a malformed CONNECT is closed without a CONNACK [MQTT-3.1.4-1]; a will
 // with RETAIN is accepted, as IoT Hub accepts retained telemetry, and
 // carries mqtt-retain = true (device-protocol §12); a will at QoS 2 is
 // refused as every will the hub cannot publish is (CONNACK 5); a
 // persistent session without a client id is CONNACK 2.
 func (h *hook) connect311(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.ProtocolVersion < 4 {
+		_ = h.b.srv.SendConnack(cl, packets.Err3UnsupportedProtocolVersion, false, nil)
+		return pk, errRefused
+	}
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		h.b.log.Info("device connection closed", "remote", cl.Net.Remote, "reason", "malformed CONNECT: "+code.Reason)
+		return pk, errRefused
+	}
 	switch {
 	case pk.Connect.ClientIdentifier == "" && !pk.Connect.Clean:
 		_ = h.b.srv.SendConnack(cl, packets.Err3ClientIdentifierNotValid, false, nil)
