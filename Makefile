@@ -4,9 +4,16 @@ FUZZTIME  ?= 30s
 BIN       := bin
 BINARIES  := emulator simdevice invoker
 
-.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover screenshots soak
+.PHONY: all build test short lint fuzz demo bench conformance e2e check clean image-binaries up down cover screenshots soak deps
 
 all: lint test
+
+## deps: everything make check needs from the network, fetched once (Go modules and tools, npm packages, Debian's chromium)
+deps:
+	$(GO) mod download
+	$(GO) build -o /dev/null honnef.co/go/tools/cmd/staticcheck
+	bash .ci/node-deps
+	bash .ci/chromium > /dev/null
 
 ## build: the three binaries into bin/
 build:
@@ -24,7 +31,7 @@ short:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	$(GO) tool staticcheck ./...
 	@bash .ci/deps
 
 ## fuzz: each fuzz target for FUZZTIME
