@@ -36,6 +36,7 @@ type action struct {
 // online to report how long the fleet took to recover from an outage.
 type stats struct {
 	connected, methods, reboots, telemetry, errors atomic.Int64
+	refused                                        atomic.Int64 // devices that gave up: credentials refused
 
 	mu        sync.Mutex
 	log       *slog.Logger    // guarded by mu; nil: no outage reports
@@ -147,7 +148,9 @@ func (s *sim) telemetryWait() time.Duration {
 	return 24 * time.Hour
 }
 
-// connect dials with exponential backoff until it succeeds or ctx ends.
+// connect dials with exponential backoff and jitter until it succeeds or
+// ctx ends. A refusal of the device's credentials (a wrong key, a disabled
+// or deleted device) is not retried: it is returned.
 func (s *sim) connect(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -175,9 +178,15 @@ func (s *sim) connect(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		s.log.Info("connect failed; retrying", "error", err, "in", backoff.String())
+		if errors.Is(err, iotdevice.ErrUnauthorized) {
+			return fmt.Errorf("the hub refused the device's credentials (a wrong key, or a disabled or deleted device); not retrying: %w", err)
+		}
+		// ±50 %, so a fleet that lost the hub together does not come
+		// back in step.
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		s.log.Info("connect failed; retrying", "error", err, "in", wait.Round(time.Millisecond).String())
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -169,4 +170,20 @@ func TestTransports(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// Ensure that a device whose key the hub refuses stops with an error
+// that says so, instead of retrying for ever.
+func TestGivesUpOnRefusedCredentials(t *testing.T) {
+	e := emulatortest.Start(t)
+	cs := e.AddDevice(t, "wrong-key")
+	cs.SharedAccessKey = "d3Jvbmcga2V5IGZvciB0aGlzIGRldmljZSEhISEhISE="
+	s := newSim(cs, iotdevice.Options{CAFile: e.CAFile(), Logger: slog.New(slog.DiscardHandler)}, behaviour{FirmwareVersion: "1.0.0"},
+		slog.New(slog.DiscardHandler), &stats{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := s.run(ctx)
+	if !errors.Is(err, iotdevice.ErrUnauthorized) || ctx.Err() != nil || !strings.Contains(err.Error(), "not retrying") {
+		t.Fatalf("run: %v; want it to give up on the refused key", err)
+	}
 }

@@ -70,13 +70,16 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 			<-sem
 			if err == nil {
 				s.serve(ctx)
+			} else if ctx.Err() == nil {
+				st.refused.Add(1)
+				log.Warn("device gave up", "device", id, "error", err)
 			}
 		}()
 		if i%100 == 0 || i == cfg.count {
 			prog.Update(fmt.Sprintf("connecting: %d/%d started, %d connected", i, cfg.count, st.connected.Load()))
 		}
 	}
-	for ctx.Err() == nil && st.connected.Load() < int64(cfg.count) {
+	for ctx.Err() == nil && st.connected.Load()+st.refused.Load() < int64(cfg.count) {
 		prog.Update(fmt.Sprintf("connecting: %d/%d connected", st.connected.Load(), cfg.count))
 		select {
 		case <-ctx.Done():
@@ -86,6 +89,9 @@ func runFleet(ctx context.Context, cfg config, log *slog.Logger, progress io.Wri
 	prog.Done()
 	fmt.Fprintf(progress, "connected: %d/%d in %s (%.0f/s)\n", st.connected.Load(), cfg.count, time.Since(start).Round(time.Millisecond),
 		float64(st.connected.Load())/time.Since(start).Seconds())
+	if n := st.refused.Load(); n > 0 {
+		fmt.Fprintf(progress, "gave up: %d devices whose credentials the hub refused\n", n)
+	}
 	log.Info("fleet connected", "devices", cfg.count, "took", time.Since(start).Round(time.Millisecond).String())
 	st.watch(log, cfg.count)
 	t := time.NewTicker(cfg.summary)

@@ -27,7 +27,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
+	"github.com/iothub-emulator/iothub-emulator/api/internal/amqplink"
 	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
@@ -73,6 +76,26 @@ func (t Transport) DefaultPort() string {
 // ErrNotSupported is returned for what the client's transport cannot do
 // (twins and methods over HTTPS).
 var ErrNotSupported = errors.New("iotdevice: not supported over this transport")
+
+// ErrUnauthorized is in the chain of a Connect refused for the
+// device's credentials: a wrong key or certificate, or a device that is
+// disabled or deleted. Retrying does not help.
+var ErrUnauthorized = errors.New("iotdevice: not authorized")
+
+// refusedAuth reports whether a transport's connect error says the hub
+// refused the credentials: MQTT CONNACK 4 or 5, AMQP
+// amqp:unauthorized-access, HTTPS 401.
+func refusedAuth(err error) bool {
+	if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+		return true
+	}
+	var ae *amqplink.Error
+	if errors.As(err, &ae) && ae.Condition == "amqp:unauthorized-access" {
+		return true
+	}
+	var he *iothub.Error
+	return errors.As(err, &he) && he.Code.HTTPStatus() == 401
+}
 
 // Options configures a Client. The zero value connects like the official
 // SDKs: MQTT over TLS on port 8883 with the system root CAs.
@@ -354,6 +377,9 @@ func (c *Client) Connect(ctx context.Context) error {
 	go c.runEvents()
 	if err := c.tr.connect(ctx); err != nil {
 		c.Close()
+		if refusedAuth(err) {
+			return fmt.Errorf("iotdevice: connect %s: %w: %w", clientID(c.cs), ErrUnauthorized, err)
+		}
 		return fmt.Errorf("iotdevice: connect %s: %w", clientID(c.cs), err)
 	}
 	return nil

@@ -130,3 +130,38 @@ func TestAMQPDeviceReconnects(t *testing.T) {
 		t.Fatalf("method after the restart: %+v, %v", res, err)
 	}
 }
+
+// Ensure that a connect refused for its credentials says so on every
+// transport, as iotdevice.ErrUnauthorized, so a caller can stop instead
+// of retrying: a wrong key, and a disabled device.
+func TestConnectUnauthorized(t *testing.T) {
+	t.Parallel()
+	e := emulatortest.Start(t)
+	ctx := testCtx(t)
+	cs := e.AddDevice(t, "locked-out")
+	wrong := cs
+	wrong.SharedAccessKey = "d3Jvbmcga2V5IGZvciB0aGlzIGRldmljZSEhISEhISE="
+	for _, tr := range []iotdevice.Transport{iotdevice.MQTT, iotdevice.AMQP, iotdevice.HTTPS} {
+		c, err := iotdevice.New(e.TransportString(wrong, tr), iotdevice.Options{Transport: tr, CAFile: e.CAFile()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.OnC2D(func([]byte, topic.Properties) {}) // HTTPS polls at connect
+		if err := c.Connect(ctx); !errors.Is(err, iotdevice.ErrUnauthorized) {
+			t.Errorf("%s with a wrong key: %v; want ErrUnauthorized", tr, err)
+		}
+	}
+	svc := e.Service(t)
+	d, _ := svc.Device(ctx, "locked-out")
+	d.Status = iothub.StatusDisabled
+	if _, err := svc.UpdateDevice(ctx, d, "*"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := iotdevice.New(cs, iotdevice.Options{CAFile: e.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); !errors.Is(err, iotdevice.ErrUnauthorized) {
+		t.Errorf("a disabled device: %v; want ErrUnauthorized", err)
+	}
+}

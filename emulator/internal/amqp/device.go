@@ -205,12 +205,17 @@ func (ds *deviceSession) out(p **Link) *Link {
 	return *p
 }
 
-// serveOut keeps l as the session's outgoing link of its kind until it
-// ends, subscribed to subs meanwhile.
-func (ds *deviceSession) serveOut(l *Link, p **Link, subs hub.Subscriptions) {
+// setOut makes l the session's outgoing link of its kind.
+func (ds *deviceSession) setOut(l *Link, p **Link) {
 	ds.mu.Lock()
 	*p = l
 	ds.mu.Unlock()
+}
+
+// serveOut keeps l as the session's outgoing link of its kind until it
+// ends, subscribed to subs meanwhile.
+func (ds *deviceSession) serveOut(l *Link, p **Link, subs hub.Subscriptions) {
+	ds.setOut(l, p)
 	if subs != 0 {
 		ds.face.hub.Subscribe(ds.conn, subs)
 	}
@@ -407,7 +412,10 @@ func c2dMessage(m hub.C2DMessage, deviceID string) *wire.Message {
 type methodsNode struct{ f *deviceFace }
 
 func (n *methodsNode) Attach(l *Link) *wire.Error {
-	_, err := n.f.session(l)
+	ds, err := n.f.session(l)
+	if err == nil && !l.clientSends {
+		ds.setOut(l, &ds.methodsOut)
+	}
 	return err
 }
 
@@ -441,7 +449,13 @@ func (n *methodsNode) Receive(l *Link, m *wire.Message) wire.DeliveryState {
 type twinNode struct{ f *deviceFace }
 
 func (n *twinNode) Attach(l *Link) *wire.Error {
-	_, err := n.f.session(l)
+	ds, err := n.f.session(l)
+	if err == nil && !l.clientSends {
+		// Now, not when Serve starts: the device sends its first
+		// request (settled: it never hears of a rejection) as soon as
+		// this attach is answered.
+		ds.setOut(l, &ds.twinOut)
+	}
 	return err
 }
 
