@@ -412,9 +412,9 @@ func (b *liftingBody) Read(p []byte) (int, error) {
 func listen(name, addr, flag string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EACCES) {
-		return nil, fmt.Errorf("%s listener: %w: ports below 1024 need privileges on Linux: run as root, give the binary the capability once "+
-			"(sudo setcap cap_net_bind_service=+ep bin/emulator), lower net.ipv4.ip_unprivileged_port_start, run the container, "+
-			"or choose another port with %s (the official SDKs need 443, 8883 and 5671)", name, err, flag)
+		return nil, fmt.Errorf("%s listener: %w: ports below 1024 need privileges on Linux: lower the unprivileged range once "+
+			"(sudo sysctl net.ipv4.ip_unprivileged_port_start=443), run the container, run as root, run in a namespace of your own "+
+			"(unshare -rn), or choose another port with %s (the official SDKs need 443, 8883 and 5671)", name, err, flag)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", name, err)
