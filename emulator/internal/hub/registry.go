@@ -153,12 +153,15 @@ func (h *Hub) replace(d iothub.Device, moduleID, ifMatch string) (*entry, error)
 	if err != nil {
 		return nil, err
 	}
+	var mods []*entry
 	if moduleID == "" {
-		// Before the entry's lock: the parents' entries are looked up.
+		// Before the entry's lock: the parents' entries are looked up,
+		// and the device's modules, which a disable disconnects.
 		d.GenerationID = e.rec.Load().Device.GenerationID
 		if err := h.resolveScopes(&d); err != nil {
 			return nil, err
 		}
+		mods = h.modulesOf(d.DeviceID)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -186,8 +189,9 @@ func (h *Hub) replace(d iothub.Device, moduleID, ifMatch string) (*entry, error)
 		// (device-protocol §4.3).
 		h.disconnect(e, "the identity was disabled or its keys changed")
 	}
-	if d.Status == iothub.StatusDisabled && next.ModuleID == "" {
-		for _, m := range h.modulesOf(d.DeviceID) {
+	if d.Status == iothub.StatusDisabled {
+		// A module attaching meanwhile sees the device disabled (Attach).
+		for _, m := range mods {
 			h.disconnect(m, "the module's device was disabled")
 		}
 	}
@@ -269,40 +273,22 @@ func (h *Hub) DeleteModule(ctx context.Context, deviceID, moduleID, ifMatch stri
 
 // delete deletes an identity, and a device's modules with it, in one
 // store commit: a crash leaves all of them or none. It holds the
-// device's entry.mu, then each module's, in key order, so no writer
-// commits to one of them after it.
+// device's entry.mu, then each module's, in key order, across the commit
+// and while it marks them gone, so no writer commits to one of them
+// after it; the map forgets them once those locks are released (Hub.mu
+// is never taken under an entry lock).
 func (h *Hub) delete(id, ifMatch string) error {
 	e, err := h.entry(id)
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.gone.Load() {
-		return notFound(id)
-	}
-	if ifMatch != "" {
-		if err := matchETag(ifMatch, e.rec.Load().Device.ETag); err != nil {
-			return err
-		}
-	}
-	gone := []*entry{e}
+	var mods []*entry
 	if !strings.Contains(id, "/") {
-		for _, m := range h.modulesOf(id) {
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if !m.gone.Load() {
-				gone = append(gone, m)
-			}
-		}
+		mods = h.modulesOf(id)
 	}
-	keys := make([]string, len(gone))
-	for i, g := range gone {
-		keys[i] = g.id
-	}
-	if err := h.store.Delete(keys...); err != nil {
-		h.log.Error("store delete failed", "identity", id, "error", err)
-		return iothub.Errorf(iothub.ServerError, "the identity could not be deleted")
+	gone, err := h.deleteLocked(e, mods, ifMatch)
+	if err != nil {
+		return err
 	}
 	h.mu.Lock()
 	for _, g := range gone {
@@ -313,13 +299,47 @@ func (h *Hub) delete(id, ifMatch string) error {
 	}
 	h.mu.Unlock()
 	for _, g := range gone {
-		g.connMu.Lock()
-		g.gone.Store(true)
-		g.connMu.Unlock()
 		h.disconnect(g, "the identity was deleted")
 		h.log.Info("identity deleted", "identity", g.id)
 	}
 	return nil
+}
+
+// deleteLocked commits the deletion of e and mods under their writer
+// locks and marks them gone; it returns those it deleted.
+func (h *Hub) deleteLocked(e *entry, mods []*entry, ifMatch string) ([]*entry, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gone.Load() {
+		return nil, notFound(e.id)
+	}
+	if ifMatch != "" {
+		if err := matchETag(ifMatch, e.rec.Load().Device.ETag); err != nil {
+			return nil, err
+		}
+	}
+	gone := []*entry{e}
+	for _, m := range mods {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.gone.Load() {
+			gone = append(gone, m)
+		}
+	}
+	keys := make([]string, len(gone))
+	for i, g := range gone {
+		keys[i] = g.id
+	}
+	if err := h.store.Delete(keys...); err != nil {
+		h.log.Error("store delete failed", "identity", e.id, "error", err)
+		return nil, iothub.Errorf(iothub.ServerError, "the identity could not be deleted")
+	}
+	for _, g := range gone {
+		g.connMu.Lock()
+		g.gone.Store(true)
+		g.connMu.Unlock()
+	}
+	return gone, nil
 }
 
 // RegistryStatistics counts devices by status (service-api §3.9).
