@@ -113,6 +113,11 @@ func cmdJob(ctx context.Context, e *env, sub string, args []string) error {
 	if j.Status != iothub.JobCompleted {
 		return fmt.Errorf("job %s ended %s: %s", j.JobID, j.Status, j.FailureReason)
 	}
+	if s := j.DeviceJobStatistics; s != nil && s.FailedCount > 0 {
+		// A script's exit code says whether every device did it.
+		return fmt.Errorf("job %s completed, but on %d of its %d devices it failed (invoker query \"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '%s'\" says why)",
+			j.JobID, s.FailedCount, s.DeviceCount, j.JobID)
+	}
 	return nil
 }
 
@@ -144,8 +149,15 @@ func progress(j iothub.Job) string {
 	if s == nil {
 		return string(j.Status)
 	}
-	return fmt.Sprintf("%-9s devices %d: %d succeeded, %d failed, %d running, %d pending   ",
+	line := fmt.Sprintf("%-9s devices %d: %d succeeded, %d failed, %d running, %d pending",
 		j.Status, s.DeviceCount, s.SucceededCount, s.FailedCount, s.RunningCount, s.PendingCount)
+	if s.RunningCount > 0 && j.StartTime != nil && j.MaxExecutionTimeInSeconds > 0 {
+		// A device that is offline is waited for until the job's window
+		// closes (service-api §7.4): say so, or a long wait says nothing.
+		end := j.StartTime.Add(time.Duration(j.MaxExecutionTimeInSeconds) * time.Second)
+		line += fmt.Sprintf("; the running ones wait for their device to connect or answer, until %s", end.Local().Format("15:04:05"))
+	}
+	return line
 }
 
 func describeJob(j iothub.Job) string {

@@ -146,3 +146,17 @@ func TestFaultAndTierCommands(t *testing.T) {
 		t.Fatalf("tier -set off: %v\n%s", err, out)
 	}
 }
+
+// Ensure that following a job whose device is offline says what it
+// waits for and until when, instead of a silent wait of up to an hour,
+// and that a job that failed on a device exits with an error.
+func TestJobWaitSaysWhy(t *testing.T) {
+	e := emulatortest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.AddDevice(t, "asleep")
+	out, err := invoke(t, ctx, e, "job", "reboot", "-condition", "deviceId = 'asleep'", "-max-execution-time", "2")
+	if err == nil || !strings.Contains(err.Error(), "on 1 of its 1 devices it failed") || !strings.Contains(out, "the running ones wait for their device to connect or answer, until") {
+		t.Fatalf("job on an offline device: %v\n%s", err, out)
+	}
+}
