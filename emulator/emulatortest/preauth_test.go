@@ -14,6 +14,8 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/api/iotdevice"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
+	"github.com/iothub-emulator/iothub-emulator/api/topic"
+	"github.com/iothub-emulator/iothub-emulator/api/wsconn"
 	"github.com/iothub-emulator/iothub-emulator/emulator/emulatortest"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/server"
 )
@@ -33,7 +35,8 @@ func closedByServer(t *testing.T, c net.Conn) []byte {
 
 // Ensure that the MQTT listener spends little on a client that has not
 // authenticated: one that connects and says nothing is closed at the
-// connect time-out, TLS handshake included; a CONNECT announcing more
+// connect time-out, TLS handshake included, over TLS and over WebSocket;
+// a CONNECT announcing more
 // than a telemetry message's size is refused after its fixed header,
 // before its body; and a client that goes on connecting afterwards is
 // served.
@@ -69,6 +72,14 @@ func TestMQTTBeforeAuthentication(t *testing.T) {
 	if got := closedByServer(t, big); len(got) != 0 {
 		t.Fatalf("answered an oversized CONNECT with %x", got)
 	}
+
+	// MQTT over WebSocket: the upgrade, then no CONNECT.
+	ws, err := wsconn.Dial(testCtx(t), "wss://"+e.HTTPSAddr()+topic.WebSocketPath, wsconn.MQTT, e.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	closedByServer(t, ws)
 
 	c, err := rawClient(t, e, cs, raw{})
 	if err != nil {
