@@ -22,13 +22,14 @@ package amqp
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/accept"
 )
 
 // Config configures a Server. The zero value serves no node and refuses
@@ -109,27 +110,13 @@ func (s *Server) Serve(ln net.Listener) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		backoff := 5 * time.Millisecond
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				// "Too many open files" and its kin pass: wait and go on
-				// accepting, as net/http does.
-				s.log.Warn("amqp accept failed", "error", err, "retry", backoff.String())
-				time.Sleep(backoff)
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			backoff = 5 * time.Millisecond
+		accept.Loop(ln, s.log, "amqp", func(nc net.Conn) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
 				s.ServeConn(nc)
 			}()
-		}
+		})
 	}()
 }
 

@@ -35,6 +35,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/iothub-emulator/iothub-emulator/emulator/internal/accept"
 	"github.com/iothub-emulator/iothub-emulator/emulator/internal/hub"
 )
 
@@ -131,23 +132,7 @@ func (b *Broker) Serve(ln net.Listener) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		backoff := 5 * time.Millisecond
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				// "Too many open files" and its kin pass: wait and go on
-				// accepting, as net/http does.
-				b.log.Warn("mqtt accept failed", "error", err, "retry", backoff.String())
-				time.Sleep(backoff)
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			backoff = 5 * time.Millisecond
-			b.establish("mqtts", c)
-		}
+		accept.Loop(ln, b.log, "mqtt", func(c net.Conn) { b.establish("mqtts", c) })
 	}()
 }
 
