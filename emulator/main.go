@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dataDir := f.String("data-dir", "./data", "directory for the store and the CA certificate")
 	hostNames := f.String("host-names", "localhost", "comma-separated host names of the hub; the first appears in connection strings")
 	extraSANs := f.String("extra-sans", "", "comma-separated extra names or IPs for the server certificate")
+	tlsCert := f.String("tls-cert", "", "a certificate of yours to serve (PEM, leaf first), from mkcert say, instead of the emulator's own CA and certificate")
+	tlsKey := f.String("tls-key", "", "the key of -tls-cert (PEM)")
 	mqttAddr := f.String("mqtt-addr", "127.0.0.1:8883", "MQTT over TLS address (loopback by default: :8883 serves the network)")
 	httpsAddr := f.String("https-addr", "127.0.0.1:443", "HTTPS address: REST API and MQTT over WebSocket (loopback by default)")
 	adminAddr := f.String("admin-addr", "127.0.0.1:8080", "plain-HTTP admin address: /health, /ca.pem and the dashboard (loopback by default: the dashboard holds the iothubowner key)")
@@ -95,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg = server.Config{
-		DataDir: *dataDir, HostNames: cmdline.SplitList(*hostNames), ExtraSANs: cmdline.SplitList(*extraSANs),
+		DataDir: *dataDir, HostNames: cmdline.SplitList(*hostNames), ExtraSANs: cmdline.SplitList(*extraSANs), TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
 		MQTTAddr: *mqttAddr, HTTPSAddr: *httpsAddr, AdminAddr: *adminAddr, AMQPAddr: *amqpAddr, AMQPPlainAddr: *amqpPlainAddr, SeedFile: *seedFile,
 		KeySeed: *keySeed, Lenient: *lenient, TokenSkew: *skew, MaxConcurrentJobs: *maxJobs, Logger: log,
 		X509CAFiles: cmdline.SplitList(*x509CA), ConfigurationInterval: *cfgInterval,
@@ -130,7 +132,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		svc = strings.Replace(svc, "HostName="+s.HostName()+";", "HostName="+s.HostName()+":"+port+";", 1)
 		fmt.Fprintf(stdout, "HTTPS is on port %s, not 443: the connection string below works with this project's clients; the official SDKs need 443, 8883 and 5671.\n", port)
 	}
-	fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
+	if *tlsCert != "" {
+		fmt.Fprintf(stdout, "Service connection string: %s\nTLS certificate: yours, %s: clients trust the CA that issued it\n", svc, *tlsCert)
+	} else {
+		fmt.Fprintf(stdout, "Service connection string: %s\nCA certificate: %s\n", svc, s.CAPath())
+	}
 	if loopbackOnly(s.MQTTAddr(), s.HTTPSAddr(), s.AMQPAddr()) {
 		fmt.Fprintln(stdout, "Serving this machine only (loopback): -mqtt-addr :8883 -https-addr :443 -amqp-addr :5671 serve the network (the container image does).")
 	}

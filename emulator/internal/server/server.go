@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,12 @@ type Config struct {
 	// ExtraSANs are more names for the server certificate, besides the
 	// host names, localhost, 127.0.0.1 and ::1.
 	ExtraSANs []string
+	// TLSCertFile and TLSKeyFile are a certificate of the user's (PEM,
+	// the leaf first, then its chain) and its key, served instead of the
+	// emulator's own: one from mkcert, say, whose CA the machine already
+	// trusts. No CA is made then, and /ca.pem serves the chain's last
+	// certificate.
+	TLSCertFile, TLSKeyFile string
 	// MQTTAddr is the MQTT/TLS address. Zero means "127.0.0.1:8883":
 	// with the well-known keys, every listener serves this machine only
 	// unless asked.
@@ -181,17 +188,9 @@ func Open(cfg Config) (s *Server, err error) {
 		}
 	}()
 	s = srv
-	ca, caKey, caPEM, renewed, err := loadOrCreateCA(cfg.DataDir, sans(cfg))
+	cert, err := s.certificate()
 	if err != nil {
-		return nil, fmt.Errorf("certificate authority: %w", err)
-	}
-	if renewed {
-		s.log.Warn("a new CA was made: the old one expires soon, or may not sign the names now served; trust the new one", "ca", filepath.Join(cfg.DataDir, CAFile), "names", sans(cfg))
-	}
-	s.caPEM = caPEM
-	cert, err := loadOrCreateServerCert(cfg.DataDir, ca, caKey, sans(cfg))
-	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
+		return nil, err
 	}
 	// Client certificates are requested, not required or verified here:
 	// the hub checks them against the identity that connects.
@@ -210,7 +209,7 @@ func Open(cfg Config) (s *Server, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("storage connection string: %w", err)
 		}
-		st, err := blobstore.New(cs, cfg.StorageContainer, caPEM, nil)
+		st, err := blobstore.New(cs, cfg.StorageContainer, s.caPEM, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -491,6 +490,36 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
+// certificate returns the server certificate: the user's, or the
+// emulator's own, made (with its CA) on first start.
+func (s *Server) certificate() (tls.Certificate, error) {
+	cfg := s.cfg
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+			return tls.Certificate{}, errors.New("give both -tls-cert and -tls-key, or neither")
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("the certificate of -tls-cert and -tls-key: %w", err)
+		}
+		s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[len(cert.Certificate)-1]})
+		return cert, nil
+	}
+	ca, caKey, caPEM, renewed, err := loadOrCreateCA(cfg.DataDir, sans(cfg))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate authority: %w", err)
+	}
+	if renewed {
+		s.log.Warn("a new CA was made: the old one expires soon, or may not sign the names now served; trust the new one", "ca", filepath.Join(cfg.DataDir, CAFile), "names", sans(cfg))
+	}
+	s.caPEM = caPEM
+	cert, err := loadOrCreateServerCert(cfg.DataDir, ca, caKey, sans(cfg))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	return cert, nil
+}
+
 // handleRuntime answers the process's goroutines and memory, after a
 // collection with ?gc=1 (live memory), for soak runs and curious users.
 func handleRuntime(w http.ResponseWriter, r *http.Request) {
@@ -601,8 +630,14 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // CAPEM is the CA certificate that signs the server certificate.
 func (s *Server) CAPEM() []byte { return s.caPEM }
 
-// CAPath is where the CA certificate is written.
-func (s *Server) CAPath() string { return filepath.Join(s.cfg.DataDir, CAFile) }
+// CAPath is where the CA certificate is written; with the user's
+// certificate, the file it came in.
+func (s *Server) CAPath() string {
+	if s.cfg.TLSCertFile != "" {
+		return s.cfg.TLSCertFile
+	}
+	return filepath.Join(s.cfg.DataDir, CAFile)
+}
 
 // HostName is the hub's first host name.
 func (s *Server) HostName() string { return s.cfg.HostNames[0] }

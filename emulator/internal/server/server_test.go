@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -214,5 +216,52 @@ func TestHealthReportsListeners(t *testing.T) {
 	mqtt := body["listeners"].(map[string]any)["mqtt"].(map[string]any)
 	if code != http.StatusServiceUnavailable || body["status"] != "unavailable" || mqtt["status"] == "ok" {
 		t.Fatalf("with the MQTT listener closed: %d %v", code, body)
+	}
+}
+
+// Ensure that a certificate of the user's (-tls-cert, -tls-key) is
+// served instead of the emulator's own: a client that trusts only the
+// user's CA connects, no CA is made in the data directory, and /ca.pem
+// serves the chain's issuer.
+func TestUserCertificate(t *testing.T) {
+	dir, own := t.TempDir(), t.TempDir()
+	ca, caKey, _, _, err := loadOrCreateCA(own, []string{"localhost", "127.0.0.1", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := serverCert(ca, caKey, []string{"localhost", "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(own, "mine.pem"), filepath.Join(own, "mine-key.pem")
+	var chain []byte
+	for _, der := range leaf.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	kb, _ := x509.MarshalECPrivateKey(leaf.PrivateKey.(*ecdsa.PrivateKey))
+	os.WriteFile(certFile, chain, 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+
+	s, err := Open(Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0", AMQPPlainAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		TLSCertFile: certFile, TLSKeyFile: keyFile, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	c, err := tls.Dial("tcp", s.HTTPSAddr(), &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err != nil {
+		t.Fatalf("a client trusting the user's CA: %v", err)
+	}
+	c.Close()
+	if _, err := os.Stat(filepath.Join(dir, CAFile)); !os.IsNotExist(err) {
+		t.Fatalf("a CA was made in the data directory: %v", err)
+	}
+	if blk, _ := pem.Decode(s.CAPEM()); blk == nil || !bytes.Equal(blk.Bytes, ca.Raw) {
+		t.Fatal("/ca.pem is not the issuer of the user's certificate")
+	}
+	if _, err := Open(Config{DataDir: t.TempDir(), TLSCertFile: certFile, Logger: slog.New(slog.DiscardHandler)}); err == nil {
+		t.Fatal("-tls-cert without -tls-key was accepted")
 	}
 }
