@@ -160,3 +160,16 @@ func TestJobWaitSaysWhy(t *testing.T) {
 		t.Fatalf("job on an offline device: %v\n%s", err, out)
 	}
 }
+
+// Ensure that a flag after the query is a flag, not part of the query.
+func TestFlagAfterQuery(t *testing.T) {
+	e := emulatortest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.AddDevice(t, "queried")
+	out, err := invoke(t, ctx, e, "query", "SELECT deviceId FROM devices", "-output", "json")
+	var rows []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0]["deviceId"] != "queried" {
+		t.Fatalf("query then -output json: %v\n%s", err, out)
+	}
+}

@@ -103,15 +103,35 @@ func (f *Flags) Duration(name string, def time.Duration, usage string) *time.Dur
 
 // Parse parses args and reports bad environment values too. A bad flag
 // is a usage mistake (ErrUsage); the flag package has already printed it.
+//
+// Flags may follow the arguments, as in invoker query "SELECT ..." -output
+// json: the arguments are gathered wherever they are (all after a "--"),
+// and Args returns them in order.
 func (f *Flags) Parse(args []string) error {
 	if len(f.errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrUsage, strings.Join(f.errs, "; "))
 	}
-	err := f.FlagSet.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		return fmt.Errorf("%w: %w", errFlagPrinted, err)
+	var positional []string
+	for {
+		err := f.FlagSet.Parse(args)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			return fmt.Errorf("%w: %w", errFlagPrinted, err)
+		}
+		if err != nil {
+			return err
+		}
+		rest := f.FlagSet.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
-	return err
+	return f.FlagSet.Parse(append([]string{"--"}, positional...))
 }
 
 // ErrUsage marks a usage mistake: Main exits with status 2.

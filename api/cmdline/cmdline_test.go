@@ -89,3 +89,31 @@ func TestSecretFlag(t *testing.T) {
 		t.Errorf("value %q, help %q", *tok, b.String())
 	}
 }
+
+// Ensure that flags may follow the arguments, that the arguments keep
+// their order wherever they are, and that those after "--" are arguments
+// even when they look like flags.
+func TestFlagsAfterArguments(t *testing.T) {
+	tests := []struct {
+		args   []string
+		output string
+		rest   []string
+	}{
+		{[]string{"query", "SELECT * FROM devices", "-output", "json"}, "json", []string{"query", "SELECT * FROM devices"}},
+		{[]string{"-output", "json", "show", "-id", "x"}, "json", []string{"show"}},
+		{[]string{"a", "-output=json", "b"}, "json", []string{"a", "b"}},
+		{[]string{"a", "--", "-output", "json"}, "text", []string{"a", "-output", "json"}},
+		{nil, "text", nil},
+	}
+	for _, tt := range tests {
+		f := NewFlags("x", "XA_")
+		out := f.String("output", "text", "")
+		f.String("id", "", "")
+		if err := f.Parse(tt.args); err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if *out != tt.output || strings.Join(f.Args(), "|") != strings.Join(tt.rest, "|") {
+			t.Errorf("%q: output %q, args %q; want %q, %q", tt.args, *out, f.Args(), tt.output, tt.rest)
+		}
+	}
+}
