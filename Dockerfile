@@ -1,6 +1,9 @@
 # One image with the three programs: emulator, simdevice and invoker.
-# Built the same way as `make build`, statically.
-FROM golang:1.26 AS build
+# Built the same way as `make build`, statically, for the platform asked
+# (docker buildx --platform linux/amd64,linux/arm64): Go cross-compiles
+# on the builder's own platform, as make image-binaries does.
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS=linux TARGETARCH=amd64
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -8,7 +11,7 @@ COPY api ./api
 COPY emulator ./emulator
 COPY simdevice ./simdevice
 COPY invoker ./invoker
-RUN CGO_ENABLED=0 go build -trimpath -o /out/ ./emulator ./simdevice ./invoker
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -o /out/ ./emulator ./simdevice ./invoker
 
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/ /usr/local/bin/

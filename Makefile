@@ -74,9 +74,11 @@ soak:
 bench:
 	bash .ci/bench
 
-## image-binaries: the binaries exactly as the Dockerfile builds them
+## image-binaries: the binaries exactly as the Dockerfile builds them, for both platforms the published image has
 image-binaries:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/static/ ./emulator ./simdevice ./invoker
+	for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -o $(BIN)/static/linux-$$arch/ ./emulator ./simdevice ./invoker || exit 1; \
+	done
 
 ## up / down: the demo with docker compose (needs a Docker engine)
 up:
