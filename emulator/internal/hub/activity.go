@@ -38,11 +38,13 @@ type Activity struct {
 
 const activityKept = 1000
 
-// activityFeed is a ring of the last activities.
+// activityFeed is a ring of the last activities: activity Seq s is at
+// ring[s%activityKept]. Recording one, on every method call, overwrites
+// the oldest; nothing moves.
 type activityFeed struct {
 	mu   sync.Mutex
-	ring []Activity // guarded by mu: the last activityKept, oldest first
-	next int64      // guarded by mu: the Seq of the next activity
+	ring [activityKept]Activity // guarded by mu
+	last int64                  // guarded by mu: the Seq of the newest, 0 for none
 }
 
 // Record adds an activity of identity key ("device" or "device/module",
@@ -51,29 +53,21 @@ func (h *Hub) Record(kind ActivityKind, key, detail string, status int) {
 	d, m, _ := strings.Cut(key, "/")
 	f := &h.activity
 	f.mu.Lock()
-	f.next++
-	a := Activity{Seq: f.next, Time: h.now(), Kind: kind, DeviceID: d, ModuleID: m, Detail: detail, Status: status}
-	if len(f.ring) == activityKept {
-		copy(f.ring, f.ring[1:])
-		f.ring = f.ring[:activityKept-1]
-	}
-	f.ring = append(f.ring, a)
+	f.last++
+	f.ring[f.last%activityKept] = Activity{Seq: f.last, Time: h.now(), Kind: kind, DeviceID: d, ModuleID: m, Detail: detail, Status: status}
 	f.mu.Unlock()
 }
 
-// Activities returns the activities after seq, oldest first, at most max.
-func (h *Hub) Activities(after int64, max int) []Activity {
+// Activities returns the activities after seq, oldest first, at most
+// limit: the newest ones.
+func (h *Hub) Activities(after int64, limit int) []Activity {
 	f := &h.activity
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	first := max(after+1, f.last-int64(min(limit, activityKept))+1, 1)
 	var out []Activity
-	for _, a := range f.ring {
-		if a.Seq > after {
-			out = append(out, a)
-		}
-	}
-	if len(out) > max {
-		out = out[len(out)-max:]
+	for s := first; s <= f.last; s++ {
+		out = append(out, f.ring[s%activityKept])
 	}
 	return out
 }
