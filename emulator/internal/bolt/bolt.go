@@ -311,24 +311,16 @@ func (s *Store) Len() (int, error) {
 }
 
 // PutJob stores a job durably.
-func (s *Store) PutJob(j *iothub.Job) error {
-	v, err := json.Marshal(j)
-	if err != nil {
-		return fmt.Errorf("encode job %q: %w", j.JobID, err)
-	}
-	return s.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketJobs).Put([]byte(j.JobID), v)
-	})
-}
+func (s *Store) PutJob(j *iothub.Job) error { return s.PutJobDevices(j, nil) }
 
 // PutDeviceJob stores one device's record of a job durably.
 func (s *Store) PutDeviceJob(dj *iothub.DeviceJob) error {
-	v, err := json.Marshal(dj)
+	v, err := encodeDeviceJob(dj)
 	if err != nil {
-		return fmt.Errorf("encode device job %q/%q: %w", dj.JobID, dj.DeviceID, err)
+		return err
 	}
 	return s.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketDevJobs).Put([]byte(dj.JobID+"\x00"+dj.DeviceID), v)
+		return tx.Bucket(bucketDevJobs).Put(deviceJobKey(dj), v)
 	})
 }
 
@@ -340,19 +332,30 @@ func (s *Store) PutJobDevices(j *iothub.Job, djs []*iothub.DeviceJob) error {
 	}
 	vs := make([][]byte, len(djs))
 	for i, dj := range djs {
-		if vs[i], err = json.Marshal(dj); err != nil {
-			return fmt.Errorf("encode device job %q/%q: %w", dj.JobID, dj.DeviceID, err)
+		if vs[i], err = encodeDeviceJob(dj); err != nil {
+			return err
 		}
 	}
 	return s.update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketDevJobs)
 		for i, dj := range djs {
-			if err := b.Put([]byte(dj.JobID+"\x00"+dj.DeviceID), vs[i]); err != nil {
+			if err := b.Put(deviceJobKey(dj), vs[i]); err != nil {
 				return err
 			}
 		}
 		return tx.Bucket(bucketJobs).Put([]byte(j.JobID), jv)
 	})
+}
+
+// deviceJobKey is a device job's key: "{jobId}\x00{deviceId}".
+func deviceJobKey(dj *iothub.DeviceJob) []byte { return []byte(dj.JobID + "\x00" + dj.DeviceID) }
+
+func encodeDeviceJob(dj *iothub.DeviceJob) ([]byte, error) {
+	v, err := json.Marshal(dj)
+	if err != nil {
+		return nil, fmt.Errorf("encode device job %q/%q: %w", dj.JobID, dj.DeviceID, err)
+	}
+	return v, nil
 }
 
 // LoadJobs calls fn for each job with its device records.
