@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if u := s.DashboardURL(); u != "" {
 		where := "this machine only (loopback); -admin-addr :8080 serves every interface"
-		if host, _, _ := net.SplitHostPort(s.AdminAddr()); host != "" && !net.ParseIP(host).IsLoopback() {
+		if !loopbackOnly(s.AdminAddr()) {
 			where = "every interface: anyone who reaches it holds the iothubowner key"
 		}
 		fmt.Fprintf(stdout, "Dashboard: %s (%s)\n", u, where)

@@ -78,10 +78,10 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if cl.ID != hub.Key(u.DeviceID, u.ModuleID) {
 		return deny(fmt.Sprintf("client id %q does not match the username's identity", cl.ID))
 	}
-	if pk.Connect.WillFlag {
+	if pk.Connect.WillFlag { // at QoS 0 or 1: connect311 refused QoS 2 already
 		t, err := topic.Parse(pk.Connect.WillTopic)
-		if err != nil || t.Kind != topic.Telemetry || t.DeviceID != u.DeviceID || t.ModuleID != u.ModuleID || pk.Connect.WillQos > 1 {
-			return deny("the will must be the device's own telemetry at QoS 0 or 1")
+		if err != nil || t.Kind != topic.Telemetry || t.DeviceID != u.DeviceID || t.ModuleID != u.ModuleID {
+			return deny("the will must be the device's own telemetry")
 		}
 	}
 	var closeAt time.Time
