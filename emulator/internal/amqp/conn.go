@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -166,7 +167,13 @@ func (c *conn) serve() {
 	err := c.handshake()
 	c.s.pending.Add(-1)
 	if err != nil {
-		c.s.log.Info("amqp connection refused", "remote", c.remote(), "reason", err.Error())
+		lvl := slog.LevelInfo
+		if errors.Is(err, io.EOF) {
+			// Closed before its protocol header: a port probe, such as
+			// the admin listener's /health, not a client worth a line.
+			lvl = slog.LevelDebug
+		}
+		c.s.log.Log(c.ctx, lvl, "amqp connection refused", "remote", c.remote(), "reason", err.Error())
 		return
 	}
 	for {
