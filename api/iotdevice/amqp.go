@@ -274,7 +274,11 @@ func newUUID() wire.UUID {
 
 // amqpErr turns a refusal by the hub into its iothub.Error.
 func amqpErr(err error) error {
-	if re := amqplink.RemoteError(err); re != nil {
+	re := amqplink.RemoteError(err)
+	if re == nil {
+		errors.As(err, &re) // a put-token refusal is already one
+	}
+	if re != nil {
 		return &iothub.Error{Code: wire.ErrorCode(re.Condition), Message: re.Description}
 	}
 	return err

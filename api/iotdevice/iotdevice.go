@@ -30,7 +30,6 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/iothub-emulator/iothub-emulator/api/connstr"
-	"github.com/iothub-emulator/iothub-emulator/api/internal/amqplink"
 	"github.com/iothub-emulator/iothub-emulator/api/internal/cafile"
 	"github.com/iothub-emulator/iothub-emulator/api/iothub"
 	"github.com/iothub-emulator/iothub-emulator/api/sas"
@@ -83,14 +82,10 @@ var ErrNotSupported = errors.New("iotdevice: not supported over this transport")
 var ErrUnauthorized = errors.New("iotdevice: not authorized")
 
 // refusedAuth reports whether a transport's connect error says the hub
-// refused the credentials: MQTT CONNACK 4 or 5, AMQP
-// amqp:unauthorized-access, HTTPS 401.
+// refused the credentials: MQTT CONNACK 4 or 5, or a 401 error code
+// (HTTPS's, and AMQP's amqp:unauthorized-access as amqpErr maps it).
 func refusedAuth(err error) bool {
 	if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
-		return true
-	}
-	var ae *amqplink.Error
-	if errors.As(err, &ae) && ae.Condition == "amqp:unauthorized-access" {
 		return true
 	}
 	var he *iothub.Error
