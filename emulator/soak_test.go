@@ -93,7 +93,6 @@ func TestSoak(t *testing.T) {
 	// Each device connects, sends a message every 10 s and reports every
 	// 30 s (with jitter), answers whoami with its own id, and leaves after
 	// 20 to 90 s for up to 3 s: churn. What the hub acknowledged is kept.
-	var stop2 atomic.Bool // never set: pause's plain wait
 	var (
 		stop             atomic.Bool
 		ackedMu          sync.Mutex
@@ -197,9 +196,11 @@ func TestSoak(t *testing.T) {
 	devices.Wait()
 	// The devices that left cost nothing once their sockets are gone: the
 	// goroutines come back to about the idle count.
+	poll := time.NewTicker(500 * time.Millisecond)
 	for end := time.Now().Add(30 * time.Second); time.Now().Before(end) && measure()["goroutines"] > idleGoroutines+20; {
-		pause(&stop2, 500*time.Millisecond)
+		<-poll.C
 	}
+	poll.Stop()
 	after := runtimeOf()
 	if path := os.Getenv("SOAK_HEAP_PROFILE"); path != "" {
 		if res, err := http.Get("http://" + ports[2] + "/debug/pprof/heap?gc=1"); err == nil {
