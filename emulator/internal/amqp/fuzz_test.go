@@ -1,9 +1,7 @@
 package amqp
 
 import (
-	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -50,21 +48,7 @@ func FuzzConn(f *testing.F) {
 // feed writes data to a connection of s and closes it; the connection
 // must end, without a panic, and leave no handshake counted.
 func feed(t *testing.T, s *Server, data []byte) {
-	client, server := net.Pipe()
-	done := make(chan struct{})
-	go func() {
-		s.ServeConn(server)
-		close(done)
-	}()
-	go func() { _, _ = io.Copy(io.Discard, client) }()
-	_ = client.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = client.Write(data)
-	client.Close()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the connection did not end")
-	}
+	hubtest.Feed(t, s.ServeConn, data, time.Second)
 	if n := s.panics.Load(); n > 0 {
 		t.Fatalf("%d connection(s) panicked", n)
 	}

@@ -53,22 +53,7 @@ func FuzzFirstBytes(f *testing.F) {
 	f.Add([]byte{0x30, 0x05, 0x00, 0x01, 'a', 'b', 'c'})
 	f.Add([]byte{0xc0, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		client, server := net.Pipe()
-		done := make(chan struct{})
-		go func() {
-			b.ServeConn(server)
-			close(done)
-		}()
-		go func() { _, _ = io.Copy(io.Discard, client) }()
-		// A server that stopped reading lets the write time out.
-		_ = client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = client.Write(data)
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the connection did not end")
-		}
+		hubtest.Feed(t, b.ServeConn, data, 100*time.Millisecond)
 		if n := b.pending.Load(); n != 0 {
 			t.Fatalf("%d connections still counted as pending", n)
 		}
