@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -277,22 +276,11 @@ func TestEveryThrottle(t *testing.T) {
 	dev := e.Dial(t, cs, iotdevice.Options{})
 	dev.OnMethod("echo", func(_ context.Context, p json.RawMessage) (int, any) { return 200, nil })
 	https := e.Dial(t, e.TransportString(cs, iotdevice.HTTPS), iotdevice.Options{Transport: iotdevice.HTTPS, PollInterval: time.Hour})
-	token, err := sas.New(sas.DeviceResource(cs.HostName, "limited", ""), "", cs.SharedAccessKey, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// deviceHTTPS is a device's HTTPS request, answered as an *iothub.Error
 	// when it is not 2xx.
+	limited := httpDevice{t: t, e: e, cs: cs, http: e.HTTPClient()}
 	deviceHTTPS := func(method, path string) error {
-		req, _ := http.NewRequestWithContext(ctx, method, "https://"+e.HTTPSAddr()+path+"?api-version="+iothub.APIVersion, strings.NewReader(`{"blobName":"b.txt"}`))
-		req.Host = cs.HostName
-		req.Header.Set("Authorization", token.String())
-		req.Header.Set("Content-Type", "application/json")
-		res, err := e.HTTPClient().Do(req)
-		if err != nil {
-			return err
-		}
-		defer res.Body.Close()
+		res := limited.do(method, path, "", map[string]string{"Content-Type": "application/json"}, []byte(`{"blobName":"b.txt"}`))
 		if res.StatusCode < 300 {
 			return nil
 		}
